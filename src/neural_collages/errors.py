@@ -1,0 +1,25 @@
+"""The project's exception types.
+
+Every entry point (library validation, file decoders, the command line) raises a subclass of
+:class:`CollageError`, so callers can catch one type and the CLI can print one clear line.
+"""
+
+
+class CollageError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigurationError(CollageError, ValueError):
+    """An impossible operator or codec configuration (cells that do not tile, s_max >= 1, ...)."""
+
+
+class CodeError(CollageError, ValueError):
+    """A collage code that does not fit the operator it is used with (shape, dtype, index range)."""
+
+
+class ImageError(CollageError):
+    """An image that cannot be read, has an unsupported layout, or cannot be written."""
+
+
+class OutputExistsError(CollageError):
+    """Refusing to overwrite an existing output file without ``force``."""

@@ -1,0 +1,501 @@
+"""The collage operator: a partitioned iterated function system as a differentiable torch module.
+
+One step cuts the image into domain cells (several sizes, on lattices with any stride, under
+chosen isometries) plus auxiliary patches, average-pools each candidate to the range size, sets
+every range cell to ``Σ_d w_rd · candidate_d + b_r`` and stitches the ranges back. With
+``Σ_d |w_rd| < 1`` the step contracts in the sup norm, so :meth:`CollageOperator.decode` reaches
+the same fixed point from any start.
+
+Implementation: per scale the operator builds integer tables (``partitions.py``) mapping every
+candidate pixel to a position in a flat buffer of pooled images. A step is then one average pool
+per domain size, one gather and one multiply-add — dense codes contract the gathered candidates
+with a batched matmul, sparse codes gather only the ``k`` chosen candidates per range and never
+form a range × candidate matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .codes import Code, DenseCode, SparseCode, _check_s_max, contraction_bound
+from .errors import CodeError, ConfigurationError
+from .partitions import (
+    ISOMETRY_NAMES,
+    CandidateInfo,
+    CandidateTables,
+    DomainLattice,
+    RangeGrid,
+    _pair,
+    build_candidate_tables,
+    isometry_index,
+    isometry_swaps_axes,
+)
+from .solvers import DecodeStats, anderson, picard
+
+CHANNEL_MAPS = ("per_channel", "shared")
+
+
+def _pair_list(value, name: str) -> list[tuple[int, int]]:
+    """Sizes as a list of pairs: an int or a tuple is one size, a list holds several sizes."""
+    if isinstance(value, list):
+        return [_pair(v, name) for v in value]
+    return [_pair(value, name)]
+
+
+def _check_scale(scale) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ConfigurationError(f"scale must be an integer >= 1, got {scale!r}")
+    return scale
+
+
+class CollageOperator(nn.Module):
+    """A collage operator configured for images of one base size.
+
+    Args:
+        size: base image size ``(H, W)`` (an int means square).
+        channels: number of image channels ``C``.
+        range_size: range cell size ``(rh, rw)``; must tile the image.
+        domain_size: one domain cell size (an int or an ``(h, w)`` tuple) or a *list* of sizes
+            (multi-scale: ``[8, 16]`` is two square sizes, ``(8, 16)`` one 8×16 size). Each must be an integer
+            multiple of the range size and fit in the image; ``(H, W)`` makes the whole image the
+            only domain. ``None`` or ``[]`` for no domain cells (auxiliary patches only).
+        domain_stride: lattice stride of each domain size (one value for all, or a list aligned
+            with ``domain_size``); defaults to the domain size (non-overlapping cells).
+        isometries: which of the 8 square isometries each domain is tried under (names from
+            :data:`ISOMETRY_NAMES` or numbers 0-7); quarter turns need square range cells.
+        aux_patches: ``0``; a number of learned patches (an ``nn.Parameter`` initialised uniformly
+            in [0, 1]); or a tensor ``(N, C or 1, ph, pw)`` used as given (pass an
+            ``nn.Parameter`` to learn it from that start). Patches are images at the base
+            resolution of size ``aux_patch_size`` (a multiple of the range size): at scale ``s``
+            they are nearest-upsampled by ``s`` and average-pooled to the range cell, exactly like
+            a domain cell, which keeps every scale consistent with the 1× decode.
+        aux_patch_size: size of learned auxiliary patches (default: the range size).
+        channel_maps: ``"per_channel"`` (weights per channel, ``Cw = C``) or ``"shared"``
+            (one set of weights for all channels, ``Cw = 1``; biases stay per channel).
+        s_max: contraction bound used by :meth:`random_code` and :meth:`parametrize`; in (0, 1).
+    """
+
+    def __init__(
+        self,
+        size,
+        channels: int = 3,
+        range_size=8,
+        domain_size=16,
+        domain_stride=None,
+        isometries: Sequence = ("identity",),
+        aux_patches=0,
+        aux_patch_size=None,
+        channel_maps: str = "per_channel",
+        s_max: float = 0.95,
+    ):
+        super().__init__()
+        self.size = _pair(size, "size")
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ConfigurationError(f"channels must be a positive int, got {channels!r}")
+        self.channels = channels
+        H, W = self.size
+        rh, rw = self.range_size = _pair(range_size, "range_size")
+        if H % rh or W % rw:
+            raise ConfigurationError(f"range cells {rh}x{rw} do not tile a {H}x{W} image (pad the image first)")
+        self.s_max = _check_s_max(s_max)
+        if channel_maps not in CHANNEL_MAPS:
+            raise ConfigurationError(f"channel_maps must be one of {CHANNEL_MAPS}, got {channel_maps!r}")
+        self.channel_maps = channel_maps
+
+        domain_sizes = [] if domain_size is None else _pair_list(domain_size, "domain_size")
+        if domain_stride is None:
+            strides = list(domain_sizes)
+        else:
+            strides = _pair_list(domain_stride, "domain_stride")
+            if len(strides) == 1 and len(domain_sizes) > 1:
+                strides = strides * len(domain_sizes)
+            if len(strides) != len(domain_sizes):
+                raise ConfigurationError(
+                    f"got {len(strides)} domain strides for {len(domain_sizes)} domain sizes"
+                )
+        self.lattices: list[DomainLattice] = []
+        for (dh, dw), stride in zip(domain_sizes, strides):
+            if dh % rh or dw % rw:
+                raise ConfigurationError(
+                    f"domain size {dh}x{dw} is not an integer multiple of the range size {rh}x{rw}"
+                )
+            if dh > H or dw > W:
+                raise ConfigurationError(f"domain size {dh}x{dw} does not fit in the {H}x{W} image")
+            self.lattices.append(DomainLattice(self.size, (dh, dw), stride, self.range_size))
+
+        try:
+            iso_list = list(isometries)
+        except TypeError:
+            raise ConfigurationError(f"isometries must be a sequence, got {isometries!r}") from None
+        self.isometries = [isometry_index(i) for i in iso_list]
+        if self.lattices and not self.isometries:
+            raise ConfigurationError("isometries must name at least one isometry (e.g. 'identity')")
+        if len(set(self.isometries)) != len(self.isometries):
+            raise ConfigurationError(f"isometries contain duplicates: {iso_list!r}")
+        if rh != rw and any(isometry_swaps_axes(i) for i in self.isometries):
+            raise ConfigurationError(
+                f"quarter-turn isometries need square range cells, range cells are {rh}x{rw}"
+            )
+
+        self.aux_patches = self._make_aux(aux_patches, aux_patch_size)
+        if self.num_candidates == 0:
+            raise ConfigurationError("the operator has no candidates: give domain sizes or auxiliary patches")
+        self._tables: dict[tuple[int, str], CandidateTables] = {}
+        self._tables_device: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------ configuration
+    def _make_aux(self, aux_patches, aux_patch_size):
+        rh, rw = self.range_size
+        if isinstance(aux_patches, torch.Tensor):
+            patches = aux_patches
+            if patches.dim() != 4 or patches.shape[1] not in (1, self.channels):
+                raise ConfigurationError(
+                    f"aux_patches must have shape (N, {self.channels} or 1, ph, pw), got {tuple(patches.shape)}"
+                )
+            if not patches.is_floating_point():
+                raise ConfigurationError("aux_patches must be a floating-point tensor")
+        else:
+            if isinstance(aux_patches, bool) or not isinstance(aux_patches, int) or aux_patches < 0:
+                raise ConfigurationError(f"aux_patches must be a count >= 0 or a tensor, got {aux_patches!r}")
+            ph, pw = _pair(aux_patch_size, "aux_patch_size") if aux_patch_size is not None else (rh, rw)
+            patches = nn.Parameter(torch.rand(aux_patches, self.channels, ph, pw))
+        ph, pw = patches.shape[-2:]
+        if ph % rh or pw % rw or ph == 0 or pw == 0:
+            raise ConfigurationError(
+                f"auxiliary patch size {ph}x{pw} is not a positive multiple of the range size {rh}x{rw}"
+            )
+        if isinstance(patches, nn.Parameter):
+            self.register_parameter("aux_patches", patches)
+        else:
+            self.register_buffer("aux_patches", patches)
+        return patches
+
+    @property
+    def range_grid(self) -> RangeGrid:
+        return RangeGrid(self.size, self.range_size)
+
+    @property
+    def num_ranges(self) -> int:
+        return self.range_grid.count
+
+    @property
+    def num_domains(self) -> int:
+        """Domain cells over all lattices (before isometries)."""
+        return sum(l.count for l in self.lattices)
+
+    @property
+    def num_aux(self) -> int:
+        return self.aux_patches.shape[0]
+
+    @property
+    def num_candidates(self) -> int:
+        """``D``: domain cells × isometries + auxiliary patches."""
+        return self.num_domains * len(self.isometries) + self.num_aux
+
+    @property
+    def weight_channels(self) -> int:
+        """``Cw``: channels of the weight tensors (C per channel, 1 shared)."""
+        return self.channels if self.channel_maps == "per_channel" else 1
+
+    def candidate_info(self, index: int) -> CandidateInfo:
+        """Describe candidate ``index``: which domain cell and isometry, or which aux patch."""
+        if not 0 <= index < self.num_candidates:
+            raise CodeError(f"candidate index {index} out of range [0, {self.num_candidates})")
+        n_iso = len(self.isometries)
+        rest = index
+        for g, lattice in enumerate(self.lattices):
+            n = lattice.count * n_iso
+            if rest < n:
+                domain, iso = divmod(rest, n_iso)
+                return CandidateInfo(
+                    index,
+                    "domain",
+                    lattice=g,
+                    origin=lattice.origins()[domain],
+                    cell_size=lattice.cell_size,
+                    isometry=ISOMETRY_NAMES[self.isometries[iso]],
+                )
+            rest -= n
+        return CandidateInfo(index, "aux", aux_index=rest)
+
+    def extra_repr(self) -> str:
+        domains = ", ".join(f"{l.cell_size[0]}x{l.cell_size[1]}/{l.stride[0]}x{l.stride[1]}" for l in self.lattices)
+        return (
+            f"size={self.size}, channels={self.channels}, range={self.range_size}, domains=[{domains}], "
+            f"isometries={len(self.isometries)}, aux={self.num_aux}, candidates={self.num_candidates}, "
+            f"ranges={self.num_ranges}, channel_maps={self.channel_maps!r}, s_max={self.s_max}"
+        )
+
+    # ------------------------------------------------------------------ tables
+    def tables(self, scale: int = 1, device=None) -> dict[str, torch.Tensor]:
+        """Index tables at ``scale`` on ``device`` (cached): ``candidates`` (D, P), ``order``."""
+        scale = _check_scale(scale)
+        device = torch.device(device) if device is not None else self.aux_patches.device
+        key = (scale, str(device))
+        if key not in self._tables_device:
+            if (scale, "cpu") not in self._tables:
+                self._tables[(scale, "cpu")] = build_candidate_tables(
+                    self.lattices, self.isometries, self.range_grid, self.num_aux, scale
+                )
+            t = self._tables[(scale, "cpu")]
+            self._tables_device[key] = {
+                "candidates": t.table.to(device),
+                "order": t.range_pixel_order.to(device),
+            }
+        return self._tables_device[key]
+
+    def _layout(self, scale: int) -> CandidateTables:
+        self.tables(scale)
+        return self._tables[(scale, "cpu")]
+
+    # ------------------------------------------------------------------ the step
+    def _check_image(self, z: torch.Tensor, scale: int) -> None:
+        H, W = self.size
+        expected = (self.channels, scale * H, scale * W)
+        if not isinstance(z, torch.Tensor) or z.dim() != 4 or tuple(z.shape[1:]) != expected:
+            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise CodeError(f"expected images of shape (B, {expected[0]}, {expected[1]}, {expected[2]}), got {got}")
+
+    def pooled_buffer(self, z: torch.Tensor, scale: int = 1) -> torch.Tensor:
+        """Flat buffer ``(B, C, L)`` of every pooled pixel a candidate can read (domains, then aux)."""
+        layout = self._layout(scale)
+        B = z.shape[0]
+        parts = []
+        for kernel, stride in zip(layout.pool_kernels, layout.pool_strides):
+            pooled = z if kernel == (1, 1) else F.avg_pool2d(z, kernel, stride)
+            parts.append(pooled.flatten(2))
+        if self.num_aux:
+            aux = self._aux_at_scale(scale, z.dtype).to(z.device)  # (C, N, P)
+            parts.append(aux.reshape(1, self.channels, -1).expand(B, -1, -1))
+        return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+
+    def _range_pixels(self, scale: int) -> int:
+        return scale * self.range_size[0] * scale * self.range_size[1]
+
+    def _aux_at_scale(self, scale: int, dtype) -> torch.Tensor:
+        """Aux patches at ``scale``: (C, N, P) — nearest-upsampled by ``scale``, pooled to the range size."""
+        patches = self.aux_patches.to(dtype)
+        if scale > 1:
+            patches = patches.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+        kh = patches.shape[-2] // (scale * self.range_size[0])
+        kw = patches.shape[-1] // (scale * self.range_size[1])
+        if (kh, kw) != (1, 1):
+            patches = F.avg_pool2d(patches, (kh, kw))
+        patches = patches.expand(-1, self.channels, -1, -1)
+        return patches.flatten(2).transpose(0, 1)  # (C, N, P)
+
+    def candidates(self, z: torch.Tensor, scale: int = 1) -> torch.Tensor:
+        """All pooled candidates of ``z``: ``(B, C, D, P)`` with ``P = (s·rh)·(s·rw)``."""
+        scale = _check_scale(scale)
+        self._check_image(z, scale)
+        return self.pooled_buffer(z, scale)[:, :, self.tables(scale, z.device)["candidates"]]
+
+    def ranges(self, z: torch.Tensor, scale: int = 1) -> torch.Tensor:
+        """The range cells of ``z`` as ``(B, C, R, P)`` (row-major ranges, raster pixels)."""
+        scale = _check_scale(scale)
+        self._check_image(z, scale)
+        B, C = z.shape[:2]
+        rows, cols = self.range_grid.grid
+        ph, pw = scale * self.range_size[0], scale * self.range_size[1]
+        cells = z.reshape(B, C, rows, ph, cols, pw).permute(0, 1, 2, 4, 3, 5)
+        return cells.reshape(B, C, rows * cols, ph * pw)
+
+    def assemble(self, ranges: torch.Tensor, scale: int = 1) -> torch.Tensor:
+        """Inverse of :meth:`ranges`: ``(B, C, R, P)`` -> ``(B, C, sH, sW)``."""
+        B, C = ranges.shape[:2]
+        rows, cols = self.range_grid.grid
+        ph, pw = scale * self.range_size[0], scale * self.range_size[1]
+        cells = ranges.reshape(B, C, rows, cols, ph, pw).permute(0, 1, 2, 4, 3, 5)
+        return cells.reshape(B, C, rows * ph, cols * pw)
+
+    def validate_code(self, code: Code) -> None:
+        """Raise :class:`CodeError` unless ``code`` fits this operator."""
+        C, Cw, R, D = self.channels, self.weight_channels, self.num_ranges, self.num_candidates
+        if isinstance(code, DenseCode):
+            w, b = code.weights, code.bias
+            if not (isinstance(w, torch.Tensor) and isinstance(b, torch.Tensor)):
+                raise CodeError("a DenseCode holds tensors")
+            B = b.shape[0] if b.dim() == 3 else -1
+            if w.dim() != 4 or tuple(w.shape) != (B, Cw, R, D):
+                raise CodeError(f"dense weights must have shape (B, {Cw}, {R}, {D}), got {tuple(w.shape)}")
+            tensors = (w, b)
+        elif isinstance(code, SparseCode):
+            i, s, b = code.index, code.scale, code.bias
+            if not all(isinstance(t, torch.Tensor) for t in (i, s, b)):
+                raise CodeError("a SparseCode holds tensors")
+            B = b.shape[0] if b.dim() == 3 else -1
+            if i.dim() != 4 or i.shape[:3] != (B, Cw, R) or i.shape[3] < 1:
+                raise CodeError(f"sparse index must have shape (B, {Cw}, {R}, k>=1), got {tuple(i.shape)}")
+            if s.shape != i.shape:
+                raise CodeError(f"sparse scale shape {tuple(s.shape)} differs from index shape {tuple(i.shape)}")
+            if i.dtype != torch.long:
+                raise CodeError(f"sparse index must be int64, got {i.dtype}")
+            if i.numel() and (int(i.min()) < 0 or int(i.max()) >= D):
+                raise CodeError(f"sparse index out of range [0, {D})")
+            tensors = (s, b)
+        else:
+            raise CodeError(f"expected a DenseCode or SparseCode, got {type(code).__name__}")
+        if b.dim() != 3 or tuple(b.shape[1:]) != (C, R):
+            raise CodeError(f"bias must have shape (B, {C}, {R}), got {tuple(b.shape)}")
+        if not all(t.is_floating_point() for t in tensors):
+            raise CodeError("code weights and biases must be floating point")
+
+    def prepare(self, code: Code, scale: int = 1):
+        """Validate ``code`` and precompute what repeated steps at ``scale`` need (used by :meth:`decode`)."""
+        scale = _check_scale(scale)
+        self.validate_code(code)
+        device = code.bias.device
+        tables = self.tables(scale, device)
+        if isinstance(code, DenseCode):
+            return ("dense", scale, code, tables)
+        # Sparse: gather indices straight into image raster order, so a step is
+        # pool -> one gather -> one multiply-add per selected candidate, no reshuffling.
+        B, Cw, R, k = code.index.shape
+        order = tables["order"]
+        P = self._range_pixels(scale)
+        pixel_range = order // P  # range of every output pixel
+        idx = tables["candidates"][code.index]  # (B, Cw, R, k, P)
+        idx = idx.permute(0, 1, 3, 2, 4).reshape(B, Cw, k, R * P)[..., order]  # (B, Cw, k, N)
+        scales = code.scale.transpose(2, 3)[..., pixel_range]  # (B, Cw, k, N)
+        bias = code.bias[..., pixel_range]  # (B, C, N)
+        return ("sparse", scale, code, (idx, scales, bias))
+
+    def apply_prepared(self, z: torch.Tensor, prepared) -> torch.Tensor:
+        kind, scale, code, data = prepared
+        self._check_image(z, scale)
+        if z.shape[0] != code.batch_size:
+            raise CodeError(f"image batch {z.shape[0]} differs from code batch {code.batch_size}")
+        buffer = self.pooled_buffer(z, scale)  # (B, C, L)
+        B, C = z.shape[:2]
+        sH, sW = scale * self.size[0], scale * self.size[1]
+        if kind == "dense":
+            cand = buffer[:, :, data["candidates"]]  # (B, C, D, P)
+            out = torch.matmul(code.weights, cand) + code.bias.unsqueeze(-1)  # (B, C, R, P)
+            return self.assemble(out, scale)
+        idx, scales, bias = data
+        k = idx.shape[2]
+        out = bias
+        for j in range(k):
+            gathered = torch.gather(buffer, 2, idx[:, :, j].expand(B, C, -1))
+            out = out + gathered * scales[:, :, j]
+        return out.reshape(B, C, sH, sW)
+
+    def step(self, z: torch.Tensor, code: Code, scale: int = 1) -> torch.Tensor:
+        """One application of the collage operator to images ``z`` of shape ``(B, C, sH, sW)``."""
+        return self.apply_prepared(z, self.prepare(code, scale))
+
+    def forward(self, code: Code, scale: int = 1, **decode_options) -> torch.Tensor:
+        """Decode ``code`` to its fixed point (the image only; see :meth:`decode` for options)."""
+        return self.decode(code, scale, **decode_options)[0]
+
+    # ------------------------------------------------------------------ decoding
+    def decode(
+        self,
+        code: Code,
+        scale: int = 1,
+        init: torch.Tensor | None = None,
+        tol: float = 1e-5,
+        max_steps: int = 100,
+        method: str = "picard",
+        anderson_memory: int = 5,
+        return_trajectory: bool = False,
+        check_contraction: bool = True,
+    ) -> tuple[torch.Tensor, DecodeStats]:
+        """Iterate the operator to its fixed point at integer ``scale``.
+
+        Starts from ``init`` (zeros by default) and stops once the sup-norm update is ≤ ``tol``
+        or after ``max_steps`` steps (``tol=0`` runs exactly ``max_steps``: the usual choice for
+        training through the unrolled iterations). ``method`` is ``"picard"`` (plain iteration)
+        or ``"anderson"`` (Anderson acceleration). Returns the image ``(B, C, sH, sW)`` and a
+        :class:`DecodeStats` (steps, last residual per sample, converged flag, and the list of
+        iterates when ``return_trajectory``). With ``check_contraction`` a code whose bound is
+        ≥ 1 is refused, since its iteration need not converge.
+        """
+        prepared = self.prepare(code, scale)
+        if check_contraction:
+            bound = contraction_bound(code)
+            if bound.numel() and float(bound.max()) >= 1.0:
+                raise CodeError(
+                    f"code is not contractive (Σ|w| reaches {float(bound.max()):.4f} >= 1); "
+                    "use contractive_weights() or pass check_contraction=False"
+                )
+        B = code.batch_size
+        sH, sW = scale * self.size[0], scale * self.size[1]
+        dtype = code.bias.dtype
+        if init is None:
+            init = torch.zeros(B, self.channels, sH, sW, dtype=dtype, device=code.bias.device)
+        else:
+            self._check_image(init, scale)
+            if init.shape[0] != B:
+                raise CodeError(f"init batch {init.shape[0]} differs from code batch {B}")
+            init = init.to(dtype)
+
+        def step(z: torch.Tensor) -> torch.Tensor:
+            return self.apply_prepared(z, prepared)
+
+        if method == "picard":
+            return picard(step, init, tol, max_steps, trajectory=return_trajectory)
+        if method == "anderson":
+            return anderson(step, init, tol, max_steps, memory=anderson_memory, trajectory=return_trajectory)
+        raise ConfigurationError(f"method must be 'picard' or 'anderson', got {method!r}")
+
+    # ------------------------------------------------------------------ training helpers
+    def collage_loss(self, x: torch.Tensor, code: Code, reduction: str = "mean") -> torch.Tensor:
+        """Collage loss ``‖x − F(x)‖²`` (mean squared error per sample, or its mean).
+
+        By the collage theorem ``‖x − z*‖ ≤ ‖x − F(x)‖ / (1 − s)``, so it trains codes
+        without solving for the fixed point (see :meth:`collage_error_bound`).
+        """
+        err = (x - self.step(x, code)).pow(2).flatten(1).mean(dim=1)
+        if reduction == "mean":
+            return err.mean()
+        if reduction == "none":
+            return err
+        raise ConfigurationError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+    def collage_error_bound(self, x: torch.Tensor, code: Code) -> torch.Tensor:
+        """Upper bound ``‖x − F(x)‖_∞ / (1 − s)`` on ``‖x − z*‖_∞`` per sample (collage theorem)."""
+        s = contraction_bound(code)
+        if float(s.max()) >= 1:
+            raise CodeError("the collage theorem needs a contractive code (bound < 1)")
+        gap = (x - self.step(x, code)).detach().abs().flatten(1).amax(dim=1)
+        return gap / (1 - s)
+
+    def parametrize(self, weights: torch.Tensor, bias: torch.Tensor) -> DenseCode:
+        """A :class:`DenseCode` with bound ≤ ``self.s_max`` from unconstrained tensors."""
+        return DenseCode.from_unconstrained(weights, bias, self.s_max)
+
+    def random_code(
+        self,
+        batch_size: int = 1,
+        generator: torch.Generator | None = None,
+        kind: str = "dense",
+        k: int = 1,
+        dtype: torch.dtype = torch.float32,
+        device=None,
+    ) -> Code:
+        """A random valid code (bound ≤ ``s_max``) for tests and demos; ``kind`` is dense or sparse."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigurationError(f"batch_size must be a positive int, got {batch_size!r}")
+        B, C, Cw, R, D = batch_size, self.channels, self.weight_channels, self.num_ranges, self.num_candidates
+        opts = dict(generator=generator, dtype=dtype)
+        bias = torch.rand(B, C, R, **opts) * (1 - self.s_max)
+        if kind == "dense":
+            u = torch.randn(B, Cw, R, D, **opts)
+            # Random radius in (0, 1] so bounds are spread up to s_max, not all at it.
+            u = u / u.abs().sum(-1, keepdim=True) * torch.rand(B, Cw, R, 1, **opts)
+            code: Code = DenseCode.from_unconstrained(u, bias, self.s_max)
+        elif kind == "sparse":
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ConfigurationError(f"k must be a positive int, got {k!r}")
+            index = torch.randint(0, D, (B, Cw, R, k), generator=generator)
+            u = (2 * torch.rand(B, Cw, R, k, **opts) - 1) / k
+            code = SparseCode.from_unconstrained(index, u, bias, self.s_max)
+        else:
+            raise ConfigurationError(f"kind must be 'dense' or 'sparse', got {kind!r}")
+        return code.to(device) if device is not None else code
