@@ -47,6 +47,28 @@ def _pair_list(value, name: str) -> list[tuple[int, int]]:
     return [_pair(value, name)]
 
 
+def average_pool(z: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
+    """Average pooling of ``(B, C, H, W)`` images (no padding).
+
+    Small kernels are summed from strided slices, separably: on CPU this is several times faster
+    than ``F.avg_pool2d`` for the 2×2 pooling of classic fractal coding, and it is just as exact.
+    """
+    (ah, aw), (th, tw) = kernel, stride
+    if (ah, aw) == (1, 1):
+        return z
+    if ah * aw > 16:
+        return F.avg_pool2d(z, kernel, stride)
+    H, W = z.shape[-2:]
+    bh, bw = (H - ah) // th + 1, (W - aw) // tw + 1
+    rows = z[..., 0 : th * (bh - 1) + 1 : th, :]
+    for u in range(1, ah):
+        rows = rows + z[..., u : u + th * (bh - 1) + 1 : th, :]
+    out = rows[..., 0 : tw * (bw - 1) + 1 : tw]
+    for v in range(1, aw):
+        out = out + rows[..., v : v + tw * (bw - 1) + 1 : tw]
+    return out * (1.0 / (ah * aw))
+
+
 def _check_scale(scale) -> int:
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ConfigurationError(f"scale must be an integer >= 1, got {scale!r}")
@@ -261,15 +283,14 @@ class CollageOperator(nn.Module):
             got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise CodeError(f"expected images of shape (B, {expected[0]}, {expected[1]}, {expected[2]}), got {got}")
 
-    def pooled_buffer(self, z: torch.Tensor, scale: int = 1) -> torch.Tensor:
+    def pooled_buffer(self, z: torch.Tensor, scale: int = 1, include_aux: bool = True) -> torch.Tensor:
         """Flat buffer ``(B, C, L)`` of every pooled pixel a candidate can read (domains, then aux)."""
         layout = self._layout(scale)
         B = z.shape[0]
         parts = []
         for kernel, stride in zip(layout.pool_kernels, layout.pool_strides):
-            pooled = z if kernel == (1, 1) else F.avg_pool2d(z, kernel, stride)
-            parts.append(pooled.flatten(2))
-        if self.num_aux:
+            parts.append(average_pool(z, kernel, stride).flatten(2))
+        if self.num_aux and include_aux:
             aux = self._aux_at_scale(scale, z.dtype).to(z.device)  # (C, N, P)
             parts.append(aux.reshape(1, self.channels, -1).expand(B, -1, -1))
         return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
@@ -361,7 +382,16 @@ class CollageOperator(nn.Module):
         pixel_range = order // P  # range of every output pixel
         idx = tables["candidates"][code.index]  # (B, Cw, R, k, P)
         idx = idx.permute(0, 1, 3, 2, 4).reshape(B, Cw, k, R * P)[..., order]  # (B, Cw, k, N)
-        scales = code.scale.transpose(2, 3)[..., pixel_range]  # (B, Cw, k, N)
+        # index_select on the flattened buffer is several times faster than torch.gather on CPU:
+        # fold the (batch, channel) offset of each buffer plane into the index.
+        C = self.channels
+        L = self._layout(scale).buffer_length
+        plane = (torch.arange(B, device=device)[:, None] * C + torch.arange(C, device=device)[None, :]) * L
+        idx = idx.expand(B, C, k, -1) + plane[:, :, None, None]
+        if B * C * L < 2**31:
+            idx = idx.to(torch.int32)
+        idx = idx.transpose(1, 2).contiguous()  # (B, k, C, N): one contiguous index per pick
+        scales = code.scale.transpose(2, 3)[..., pixel_range].transpose(1, 2).contiguous()  # (B, k, Cw, N)
         bias = code.bias[..., pixel_range]  # (B, C, N)
         return ("sparse", scale, code, (idx, scales, bias))
 
@@ -370,19 +400,27 @@ class CollageOperator(nn.Module):
         self._check_image(z, scale)
         if z.shape[0] != code.batch_size:
             raise CodeError(f"image batch {z.shape[0]} differs from code batch {code.batch_size}")
-        buffer = self.pooled_buffer(z, scale)  # (B, C, L)
         B, C = z.shape[:2]
         sH, sW = scale * self.size[0], scale * self.size[1]
         if kind == "dense":
-            cand = buffer[:, :, data["candidates"]]  # (B, C, D, P)
-            out = torch.matmul(code.weights, cand) + code.bias.unsqueeze(-1)  # (B, C, R, P)
+            # Domain candidates are gathered per image; auxiliary patches are the same for every
+            # image, so their contribution is one broadcast matmul instead of B copies.
+            n_dom = self.num_candidates - self.num_aux
+            out = code.bias.unsqueeze(-1)
+            if n_dom:
+                buffer = self.pooled_buffer(z, scale, include_aux=False)
+                cand = buffer[:, :, data["candidates"][:n_dom]]  # (B, C, D_dom, P)
+                out = torch.matmul(code.weights[..., :n_dom], cand) + out
+            if self.num_aux:
+                out = torch.matmul(code.weights[..., n_dom:], self._aux_at_scale(scale, z.dtype).to(z.device)) + out
             return self.assemble(out, scale)
+        buffer = self.pooled_buffer(z, scale)  # (B, C, L)
         idx, scales, bias = data
-        k = idx.shape[2]
+        flat = buffer.reshape(-1)
         out = bias
-        for j in range(k):
-            gathered = torch.gather(buffer, 2, idx[:, :, j].expand(B, C, -1))
-            out = out + gathered * scales[:, :, j]
+        for j in range(idx.shape[1]):
+            picked = torch.index_select(flat, 0, idx[:, j].reshape(-1)).reshape(B, C, -1)
+            out = torch.addcmul(out, picked, scales[:, j])
         return out.reshape(B, C, sH, sW)
 
     def step(self, z: torch.Tensor, code: Code, scale: int = 1) -> torch.Tensor:

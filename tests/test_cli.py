@@ -1,0 +1,70 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from neural_collages.cli import main, sample_image_path
+from neural_collages.images import load_image
+from neural_collages.metrics import psnr
+
+
+@pytest.fixture
+def small_image(tmp_path):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:40, 0:36]
+    base = 0.5 + 0.4 * np.sin(xx / 5.0)[..., None] * np.cos(yy / 7.0)[..., None] * np.array([1.0, 0.6, 0.3])
+    pixels = np.clip(base + 0.02 * rng.standard_normal(base.shape), 0, 1)
+    path = tmp_path / "small.png"
+    Image.fromarray((pixels * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+def test_sample_image_is_shipped():
+    image = load_image(sample_image_path())
+    assert image.shape == (3, 256, 256)
+
+
+def test_demo_writes_decodes_at_both_scales(small_image, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["demo", "--image", str(small_image), "--out", str(out), "--scale", "3", "--animate"]) == 0
+    original = load_image(out / "original.png")
+    one = load_image(out / "collage_1x.png")
+    three = load_image(out / "collage_3x.png")
+    assert one.shape == (3, 40, 36) and three.shape == (3, 120, 108)
+    assert float(psnr(original, one)) > 25
+    # The zoomed decode pools back to the 1x decode (up to 8-bit rounding of both files).
+    pooled = three.reshape(3, 40, 3, 36, 3).mean(dim=(2, 4))
+    assert (pooled - one).abs().max() <= 2 / 255
+    assert (out / "decode.gif").stat().st_size > 0
+    assert "PSNR" in capsys.readouterr().out
+
+
+def test_demo_refuses_to_overwrite_without_force(small_image, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["demo", "--image", str(small_image), "--out", str(out), "--scale", "2"]
+    assert main(args) == 0
+    before = (out / "collage_1x.png").stat().st_mtime_ns
+    assert main(args) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / "collage_1x.png").stat().st_mtime_ns == before
+    assert main(args + ["--force"]) == 0
+
+
+def test_bad_input_gives_one_clear_line(tmp_path, capsys):
+    bogus = tmp_path / "bogus.png"
+    bogus.write_bytes(b"not an image at all")
+    assert main(["demo", "--image", str(bogus), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("collage: error:") and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert main(["demo", "--image", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--scale", "0"])
+    assert exc.value.code == 2
+
+
+def test_help_for_every_subcommand():
+    for argv in (["--help"], ["demo", "--help"]):
+        result = subprocess.run([sys.executable, "-m", "neural_collages.cli", *argv], capture_output=True, text=True)
+        assert result.returncode == 0 and "usage: collage" in result.stdout
