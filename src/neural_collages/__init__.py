@@ -1,7 +1,7 @@
 """neural-collages: differentiable collage operators, fractal codecs and Neural Collages."""
 
 from .codes import DenseCode, SparseCode, contraction_bound, contractive_weights
-from .errors import CodeError, CollageError, ConfigurationError, ImageError, OutputExistsError
+from .errors import CodeError, CollageError, ConfigurationError, FormatError, ImageError, OutputExistsError
 from .operator import CollageOperator
 from .partitions import ISOMETRY_NAMES
 from .solvers import DecodeStats
@@ -17,6 +17,7 @@ __all__ = [
     "CollageError",
     "ConfigurationError",
     "CodeError",
+    "FormatError",
     "ImageError",
     "OutputExistsError",
 ]

@@ -23,3 +23,7 @@ class ImageError(CollageError):
 
 class OutputExistsError(CollageError):
     """Refusing to overwrite an existing output file without ``force``."""
+
+
+class FormatError(CollageError):
+    """A compressed file that is corrupt, truncated, crafted, or of an unsupported version."""
