@@ -31,6 +31,10 @@ CONFIGS = {
         isometries=("identity", "flip", "rot180", "flip_rot180"), channel_maps="shared", aux_patches=2,
     ),
     "aux_only": dict(size=(4, 4), channels=1, range_size=2, domain_size=None, aux_patches=4),
+    "centred_multiscale_aux": dict(
+        size=(8, 12), channels=2, range_size=2, domain_size=[4, (8, 12)], domain_stride=[(2, 4), 1],
+        isometries=range(8), aux_patches=2, aux_patch_size=4, centred=True,
+    ),
 }
 
 
@@ -51,6 +55,8 @@ def reference_step(op: CollageOperator, z: torch.Tensor, code, scale: int = 1) -
         for y, x in lattice.origins():
             cell = z[:, :, scale * y : scale * (y + dh), scale * x : scale * (x + dw)]
             pooled = cell.reshape(B, C, ph, ah, pw, aw).mean(dim=(3, 5))
+            if op.centred:
+                pooled = pooled - pooled.mean(dim=(-2, -1), keepdim=True)
             for iso in op.isometries:
                 block = torch.flip(pooled, dims=(-1,)) if iso >= 4 else pooled
                 for _ in range(iso % 4):  # quarter turn counter-clockwise
@@ -60,6 +66,8 @@ def reference_step(op: CollageOperator, z: torch.Tensor, code, scale: int = 1) -
         up = patch.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
         kh, kw = up.shape[-2] // ph, up.shape[-1] // pw
         pooled = up.reshape(-1, ph, kh, pw, kw).mean(dim=(2, 4))
+        if op.centred:
+            pooled = pooled - pooled.mean(dim=(-2, -1), keepdim=True)
         candidates.append(pooled.expand(C, ph, pw).unsqueeze(0).expand(B, C, ph, pw))
     out = torch.empty_like(z)
     for r, (y, x) in enumerate(op.range_grid.origins()):
@@ -115,7 +123,7 @@ def test_lipschitz_bound_holds(name, kind):
     g = torch.Generator().manual_seed(3)
     for trial in range(5):
         code = op.random_code(4, g, kind=kind, k=2, dtype=torch.float64)
-        bound = contraction_bound(code)
+        bound = op.lipschitz_bound(code)
         assert float(bound.max()) <= op.s_max + 1e-12
         z1 = torch.randn(4, op.channels, *op.size, generator=g, dtype=torch.float64) * 10
         z2 = z1 + torch.randn(z1.shape, generator=g, dtype=torch.float64)
@@ -133,7 +141,7 @@ def test_lipschitz_bound_is_attained():
     assert torch.allclose(op.step(z + 1, code) - op.step(z, code), torch.full_like(z, -0.7))
 
 
-@pytest.mark.parametrize("name", ["pifs", "whole_image_aux", "rect_cells_shared"])
+@pytest.mark.parametrize("name", ["pifs", "whole_image_aux", "rect_cells_shared", "centred_multiscale_aux"])
 @pytest.mark.parametrize("kind", ["dense", "sparse"])
 def test_fixed_point_is_independent_of_start(name, kind):
     op = make(name)
@@ -146,11 +154,13 @@ def test_fixed_point_is_independent_of_start(name, kind):
         assert stats.converged and stats.steps < 2000
         # It is a fixed point: F(z*) = z*.
         torch.testing.assert_close(op.step(image, code), image, atol=1e-9, rtol=0)
-    s = float(contraction_bound(code).max())
+    s = float(op.lipschitz_bound(code).max())
     assert (results[0][0] - results[1][0]).abs().max() <= 2 * tol * s / (1 - s) + 1e-12
 
 
-@pytest.mark.parametrize("name", ["pifs", "multiscale_overlap", "whole_image_aux", "rect_cells_shared"])
+@pytest.mark.parametrize(
+    "name", ["pifs", "multiscale_overlap", "whole_image_aux", "rect_cells_shared", "centred_multiscale_aux"]
+)
 @pytest.mark.parametrize("kind", ["dense", "sparse"])
 @pytest.mark.parametrize("scale", [2, 3])
 def test_scale_consistency(name, kind, scale):
@@ -350,3 +360,45 @@ def test_candidate_info_describes_the_pixels_it_reads():
     assert op.candidate_info(op.num_candidates - 1).kind == "aux"
     with pytest.raises(CodeError):
         op.candidate_info(op.num_candidates)
+
+
+def test_centred_code_bias_is_the_range_mean():
+    op = make("centred_multiscale_aux")
+    code = op.random_code(2, torch.Generator().manual_seed(12), kind="sparse", k=2, dtype=torch.float64)
+    z = torch.rand(2, op.channels, *op.size, dtype=torch.float64)
+    torch.testing.assert_close(op.ranges(op.step(z, code)).mean(-1), code.bias)
+
+
+@pytest.mark.parametrize("name", ["pifs", "centred_multiscale_aux", "rect_cells_shared"])
+def test_range_subsets_compose_to_the_full_step(name):
+    op = make(name)
+    g = torch.Generator().manual_seed(13)
+    code = op.random_code(2, g, kind="sparse", k=2, dtype=torch.float64)
+    z = torch.rand(2, op.channels, 2 * op.size[0], 2 * op.size[1], generator=g, dtype=torch.float64)
+    perm = torch.randperm(op.num_ranges, generator=g)
+    parts = [perm[: op.num_ranges // 3], perm[op.num_ranges // 3 :]]
+    out = torch.full_like(z, float("nan"))
+    for part in parts:
+        sub = SparseCode(code.index[:, :, part], code.scale[:, :, part], code.bias[:, :, part])
+        out = op.apply_prepared(z, op.prepare(sub, scale=2, ranges=part), out=out)
+    torch.testing.assert_close(out, op.step(z, code, scale=2))
+    with pytest.raises(CodeError, match="repeat"):
+        op.prepare(code, ranges=torch.zeros(op.num_ranges, dtype=torch.long))
+    with pytest.raises(CodeError, match="out="):
+        sub = SparseCode(code.index[:, :, parts[0]], code.scale[:, :, parts[0]], code.bias[:, :, parts[0]])
+        op.apply_prepared(z, op.prepare(sub, scale=2, ranges=parts[0]))
+
+
+@pytest.mark.parametrize("name", ["pifs", "centred_multiscale_aux"])
+def test_sparse_decode_is_bit_exact_across_thread_counts(name):
+    op = make(name, dtype=torch.float32)
+    code = op.random_code(1, torch.Generator().manual_seed(14), kind="sparse", k=2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one, _ = op.decode(code, scale=3, tol=0, max_steps=12)
+        torch.set_num_threads(max(2, threads))
+        many, _ = op.decode(code, scale=3, tol=0, max_steps=12)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, many)

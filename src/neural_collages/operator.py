@@ -15,7 +15,7 @@ form a range × candidate matrix.
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -38,6 +38,20 @@ from .partitions import (
 from .solvers import DecodeStats, anderson, picard
 
 CHANNEL_MAPS = ("per_channel", "shared")
+
+
+@dataclass
+class PreparedCode:
+    """A validated code with the gather indices one scale needs (from :meth:`CollageOperator.prepare`)."""
+
+    kind: str  # "dense" or "sparse"
+    scale: int
+    code: Code
+    index: torch.Tensor | None = None  # sparse: (B, k, C, N) positions in the flat pooled buffer
+    scales: torch.Tensor | None = None  # sparse: (B, k, Cw, N) weight of each output pixel
+    pixel_range: torch.Tensor | None = None  # sparse: (N,) range of each output pixel
+    positions: torch.Tensor | None = None  # sparse on a range subset: (N,) raster positions written
+    domain: torch.Tensor | None = None  # centred sparse: (B, Cw, R, k) domain cell of each pick, -1 for aux
 
 
 def _pair_list(value, name: str) -> list[tuple[int, int]]:
@@ -100,6 +114,11 @@ class CollageOperator(nn.Module):
         channel_maps: ``"per_channel"`` (weights per channel, ``Cw = C``) or ``"shared"``
             (one set of weights for all channels, ``Cw = 1``; biases stay per channel).
         s_max: contraction bound used by :meth:`random_code` and :meth:`parametrize`; in (0, 1).
+        centred: make every candidate zero-mean (per channel) before weighting, so a range is
+            ``Σ_d w_rd · (candidate_d − mean candidate_d) + b_r`` and ``b_r`` is the range's mean
+            (the classic fractal coder's mean-removed maps, whose means can be predicted and
+            coded apart). The step's sup-norm Lipschitz bound is then ``2 Σ|w|``
+            (:meth:`lipschitz_bound`).
     """
 
     def __init__(
@@ -114,6 +133,7 @@ class CollageOperator(nn.Module):
         aux_patch_size=None,
         channel_maps: str = "per_channel",
         s_max: float = 0.95,
+        centred: bool = False,
     ):
         super().__init__()
         self.size = _pair(size, "size")
@@ -125,6 +145,7 @@ class CollageOperator(nn.Module):
         if H % rh or W % rw:
             raise ConfigurationError(f"range cells {rh}x{rw} do not tile a {H}x{W} image (pad the image first)")
         self.s_max = _check_s_max(s_max)
+        self.centred = bool(centred)
         if channel_maps not in CHANNEL_MAPS:
             raise ConfigurationError(f"channel_maps must be one of {CHANNEL_MAPS}, got {channel_maps!r}")
         self.channel_maps = channel_maps
@@ -168,7 +189,7 @@ class CollageOperator(nn.Module):
         if self.num_candidates == 0:
             raise ConfigurationError("the operator has no candidates: give domain sizes or auxiliary patches")
         self._tables: dict[tuple[int, str], CandidateTables] = {}
-        self._tables_device: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+        self._rows: dict[tuple[int, str, int], torch.Tensor] = {}
 
     # ------------------------------------------------------------------ configuration
     def _make_aux(self, aux_patches, aux_patch_size):
@@ -251,29 +272,30 @@ class CollageOperator(nn.Module):
             f"size={self.size}, channels={self.channels}, range={self.range_size}, domains=[{domains}], "
             f"isometries={len(self.isometries)}, aux={self.num_aux}, candidates={self.num_candidates}, "
             f"ranges={self.num_ranges}, channel_maps={self.channel_maps!r}, s_max={self.s_max}"
+            + (", centred=True" if self.centred else "")
         )
 
     # ------------------------------------------------------------------ tables
-    def tables(self, scale: int = 1, device=None) -> dict[str, torch.Tensor]:
-        """Index tables at ``scale`` on ``device`` (cached): ``candidates`` (D, P), ``order``."""
+    def tables(self, scale: int = 1, device=None) -> CandidateTables:
+        """Index tables at ``scale`` on ``device`` (built once, cached)."""
         scale = _check_scale(scale)
         device = torch.device(device) if device is not None else self.aux_patches.device
         key = (scale, str(device))
-        if key not in self._tables_device:
-            if (scale, "cpu") not in self._tables:
-                self._tables[(scale, "cpu")] = build_candidate_tables(
+        if key not in self._tables:
+            cpu_key = (scale, "cpu")
+            if cpu_key not in self._tables:
+                self._tables[cpu_key] = build_candidate_tables(
                     self.lattices, self.isometries, self.range_grid, self.num_aux, scale
                 )
-            t = self._tables[(scale, "cpu")]
-            self._tables_device[key] = {
-                "candidates": t.table.to(device),
-                "order": t.range_pixel_order.to(device),
-            }
-        return self._tables_device[key]
+            self._tables[key] = self._tables[cpu_key].to(device)
+        return self._tables[key]
 
-    def _layout(self, scale: int) -> CandidateTables:
-        self.tables(scale)
-        return self._tables[(scale, "cpu")]
+    def _candidate_rows(self, scale: int, device, count: int) -> torch.Tensor:
+        """Buffer positions ``(count, P)`` of the first ``count`` candidates (cached; dense codes)."""
+        key = (scale, str(device), count)
+        if key not in self._rows:
+            self._rows[key] = self.tables(scale, device).rows(torch.arange(count, device=device))
+        return self._rows[key]
 
     # ------------------------------------------------------------------ the step
     def _check_image(self, z: torch.Tensor, scale: int) -> None:
@@ -285,7 +307,7 @@ class CollageOperator(nn.Module):
 
     def pooled_buffer(self, z: torch.Tensor, scale: int = 1, include_aux: bool = True) -> torch.Tensor:
         """Flat buffer ``(B, C, L)`` of every pooled pixel a candidate can read (domains, then aux)."""
-        layout = self._layout(scale)
+        layout = self.tables(scale)
         B = z.shape[0]
         parts = []
         for kernel, stride in zip(layout.pool_kernels, layout.pool_strides):
@@ -293,7 +315,40 @@ class CollageOperator(nn.Module):
         if self.num_aux and include_aux:
             aux = self._aux_at_scale(scale, z.dtype).to(z.device)  # (C, N, P)
             parts.append(aux.reshape(1, self.channels, -1).expand(B, -1, -1))
+        if not parts:
+            return z.new_zeros(B, self.channels, 0)
         return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+
+    def domain_means(self, buffer: torch.Tensor, scale: int = 1) -> torch.Tensor:
+        """Mean of every domain cell's pooled block, ``(B, C, num_domains)``, from a pooled buffer.
+
+        Summed in a fixed order (separable strided slices), so the result does not depend on the
+        machine or the thread count; centred codes rely on it for bit-exact decoding.
+        """
+        layout = self.tables(scale)
+        B, C = buffer.shape[:2]
+        ph, pw = scale * self.range_size[0], scale * self.range_size[1]
+        means = []
+        for g, lattice in enumerate(self.lattices):
+            bh, bw = layout.buffer_shapes[g]
+            plane = buffer[:, :, layout.buffer_offsets[g] : layout.buffer_offsets[g] + bh * bw].reshape(B, C, bh, bw)
+            (ah, aw), (th, tw) = layout.pool_kernels[g], layout.pool_strides[g]
+            dil_h, dil_w = ah // th, aw // tw
+            rows, cols = lattice.grid
+            # Exact divisions whenever there is more than one cell along an axis (pooled_stride).
+            step_h = scale * lattice.stride[0] // th if rows > 1 else 1
+            step_w = scale * lattice.stride[1] // tw if cols > 1 else 1
+            span_h, span_w = step_h * (rows - 1) + 1, step_w * (cols - 1) + 1
+            acc = plane[:, :, 0:span_h:step_h, :]
+            for i in range(1, ph):
+                acc = acc + plane[:, :, i * dil_h : i * dil_h + span_h : step_h, :]
+            out = acc[..., 0:span_w:step_w]
+            for j in range(1, pw):
+                out = out + acc[..., j * dil_w : j * dil_w + span_w : step_w]
+            means.append((out * (1.0 / (ph * pw))).flatten(2))
+        if not means:
+            return buffer.new_zeros(B, C, 0)
+        return torch.cat(means, dim=2) if len(means) > 1 else means[0]
 
     def _range_pixels(self, scale: int) -> int:
         return scale * self.range_size[0] * scale * self.range_size[1]
@@ -308,13 +363,25 @@ class CollageOperator(nn.Module):
         if (kh, kw) != (1, 1):
             patches = F.avg_pool2d(patches, (kh, kw))
         patches = patches.expand(-1, self.channels, -1, -1)
-        return patches.flatten(2).transpose(0, 1)  # (C, N, P)
+        out = patches.flatten(2).transpose(0, 1)  # (C, N, P)
+        if self.centred:
+            out = out - out.mean(dim=-1, keepdim=True)
+        return out
 
     def candidates(self, z: torch.Tensor, scale: int = 1) -> torch.Tensor:
-        """All pooled candidates of ``z``: ``(B, C, D, P)`` with ``P = (s·rh)·(s·rw)``."""
+        """All pooled candidates of ``z``: ``(B, C, D, P)`` with ``P = (s·rh)·(s·rw)`` (centred if the operator is)."""
         scale = _check_scale(scale)
         self._check_image(z, scale)
-        return self.pooled_buffer(z, scale)[:, :, self.tables(scale, z.device)["candidates"]]
+        n_dom = self.num_candidates - self.num_aux
+        buffer = self.pooled_buffer(z, scale, include_aux=False)
+        cand = buffer[:, :, self._candidate_rows(scale, z.device, n_dom)]
+        if self.centred and n_dom:
+            means = self.domain_means(buffer, scale)
+            cand = cand - means.repeat_interleave(len(self.isometries), dim=2).unsqueeze(-1)
+        if self.num_aux:
+            aux = self._aux_at_scale(scale, z.dtype).to(z.device)
+            cand = torch.cat([cand, aux.unsqueeze(0).expand(z.shape[0], -1, -1, -1)], dim=2)
+        return cand
 
     def ranges(self, z: torch.Tensor, scale: int = 1) -> torch.Tensor:
         """The range cells of ``z`` as ``(B, C, R, P)`` (row-major ranges, raster pixels)."""
@@ -334,10 +401,24 @@ class CollageOperator(nn.Module):
         cells = ranges.reshape(B, C, rows, cols, ph, pw).permute(0, 1, 2, 4, 3, 5)
         return cells.reshape(B, C, rows * ph, cols * pw)
 
-    def validate_code(self, code: Code) -> None:
-        """Raise :class:`CodeError` unless ``code`` fits this operator."""
-        C, Cw, R, D = self.channels, self.weight_channels, self.num_ranges, self.num_candidates
+    def _check_subset(self, ranges) -> torch.Tensor | None:
+        if ranges is None:
+            return None
+        if not isinstance(ranges, torch.Tensor) or ranges.dtype != torch.long or ranges.dim() != 1:
+            raise CodeError("ranges must be a 1-D int64 tensor of range numbers")
+        if ranges.numel() and (int(ranges.min()) < 0 or int(ranges.max()) >= self.num_ranges):
+            raise CodeError(f"range numbers must lie in [0, {self.num_ranges})")
+        if torch.unique(ranges).numel() != ranges.numel():
+            raise CodeError("range numbers must not repeat")
+        return ranges
+
+    def validate_code(self, code: Code, ranges: torch.Tensor | None = None) -> None:
+        """Raise :class:`CodeError` unless ``code`` fits this operator (on the range subset ``ranges``)."""
+        C, Cw, D = self.channels, self.weight_channels, self.num_candidates
+        R = self.num_ranges if ranges is None else ranges.numel()
         if isinstance(code, DenseCode):
+            if ranges is not None:
+                raise CodeError("range subsets are supported for sparse codes only")
             w, b = code.weights, code.bias
             if not (isinstance(w, torch.Tensor) and isinstance(b, torch.Tensor)):
                 raise CodeError("a DenseCode holds tensors")
@@ -366,62 +447,119 @@ class CollageOperator(nn.Module):
         if not all(t.is_floating_point() for t in tensors):
             raise CodeError("code weights and biases must be floating point")
 
-    def prepare(self, code: Code, scale: int = 1):
-        """Validate ``code`` and precompute what repeated steps at ``scale`` need (used by :meth:`decode`)."""
+    def prepare(self, code: Code, scale: int = 1, ranges: torch.Tensor | None = None) -> PreparedCode:
+        """Validate ``code`` and precompute what repeated steps at ``scale`` need (used by :meth:`decode`).
+
+        ``ranges`` (sparse codes only) restricts the code to a subset of the range cells: the
+        code then has one entry per listed range, and :meth:`apply_prepared` writes only their
+        pixels into a given image. Composite partitions (quadtrees) are built from such subsets.
+        """
         scale = _check_scale(scale)
-        self.validate_code(code)
+        ranges = self._check_subset(ranges)
+        self.validate_code(code, ranges)
+        if isinstance(code, DenseCode):
+            return PreparedCode("dense", scale, code)
         device = code.bias.device
         tables = self.tables(scale, device)
-        if isinstance(code, DenseCode):
-            return ("dense", scale, code, tables)
-        # Sparse: gather indices straight into image raster order, so a step is
-        # pool -> one gather -> one multiply-add per selected candidate, no reshuffling.
         B, Cw, R, k = code.index.shape
-        order = tables["order"]
+        C = self.channels
         P = self._range_pixels(scale)
-        pixel_range = order // P  # range of every output pixel
-        idx = tables["candidates"][code.index]  # (B, Cw, R, k, P)
-        idx = idx.permute(0, 1, 3, 2, 4).reshape(B, Cw, k, R * P)[..., order]  # (B, Cw, k, N)
+        if ranges is None:
+            # Gather indices straight into image raster order: a step is then pool -> one
+            # gather and one multiply-add per pick, with no reshuffling afterwards.
+            order = tables.range_pixel_order
+            pixel_range = order // P
+            positions = None
+        else:
+            order = None
+            pixel_range = torch.arange(R, device=device).repeat_interleave(P)
+            inverse = torch.empty_like(tables.range_pixel_order)
+            inverse[tables.range_pixel_order] = torch.arange(inverse.numel(), device=device)
+            positions = inverse.reshape(self.num_ranges, P)[ranges].reshape(-1)
+        idx = tables.rows(code.index)  # (B, Cw, R, k, P)
+        idx = idx.permute(0, 1, 3, 2, 4).reshape(B, Cw, k, R * P)
+        if order is not None:
+            idx = idx[..., order]
         # index_select on the flattened buffer is several times faster than torch.gather on CPU:
         # fold the (batch, channel) offset of each buffer plane into the index.
-        C = self.channels
-        L = self._layout(scale).buffer_length
+        L = tables.buffer_length
         plane = (torch.arange(B, device=device)[:, None] * C + torch.arange(C, device=device)[None, :]) * L
         idx = idx.expand(B, C, k, -1) + plane[:, :, None, None]
         if B * C * L < 2**31:
             idx = idx.to(torch.int32)
         idx = idx.transpose(1, 2).contiguous()  # (B, k, C, N): one contiguous index per pick
         scales = code.scale.transpose(2, 3)[..., pixel_range].transpose(1, 2).contiguous()  # (B, k, Cw, N)
-        bias = code.bias[..., pixel_range]  # (B, C, N)
-        return ("sparse", scale, code, (idx, scales, bias))
+        domain = None
+        if self.centred:
+            n_dom = self.num_candidates - self.num_aux
+            domain = torch.where(code.index < n_dom, code.index // len(self.isometries or [0]), -1)
+        return PreparedCode("sparse", scale, code, idx, scales, pixel_range, positions, domain)
 
-    def apply_prepared(self, z: torch.Tensor, prepared) -> torch.Tensor:
-        kind, scale, code, data = prepared
+    def apply_prepared(self, z: torch.Tensor, prepared: PreparedCode, out: torch.Tensor | None = None) -> torch.Tensor:
+        """One step with a code from :meth:`prepare`.
+
+        For a code on a range subset, ``out`` is the image whose other pixels are kept; the
+        subset's pixels are replaced (in place when no gradient is being recorded).
+        """
+        scale, code = prepared.scale, prepared.code
         self._check_image(z, scale)
         if z.shape[0] != code.batch_size:
             raise CodeError(f"image batch {z.shape[0]} differs from code batch {code.batch_size}")
         B, C = z.shape[:2]
         sH, sW = scale * self.size[0], scale * self.size[1]
-        if kind == "dense":
-            # Domain candidates are gathered per image; auxiliary patches are the same for every
-            # image, so their contribution is one broadcast matmul instead of B copies.
-            n_dom = self.num_candidates - self.num_aux
-            out = code.bias.unsqueeze(-1)
-            if n_dom:
-                buffer = self.pooled_buffer(z, scale, include_aux=False)
-                cand = buffer[:, :, data["candidates"][:n_dom]]  # (B, C, D_dom, P)
-                out = torch.matmul(code.weights[..., :n_dom], cand) + out
-            if self.num_aux:
-                out = torch.matmul(code.weights[..., n_dom:], self._aux_at_scale(scale, z.dtype).to(z.device)) + out
-            return self.assemble(out, scale)
+        if prepared.kind == "dense":
+            return self._dense_step(z, code, scale)
         buffer = self.pooled_buffer(z, scale)  # (B, C, L)
-        idx, scales, bias = data
+        constant = code.bias  # (B, C, R)
+        if prepared.domain is not None:
+            constant = constant - self._picked_means(buffer, prepared, scale)
+        values = constant.index_select(2, prepared.pixel_range)
         flat = buffer.reshape(-1)
-        out = bias
-        for j in range(idx.shape[1]):
-            picked = torch.index_select(flat, 0, idx[:, j].reshape(-1)).reshape(B, C, -1)
-            out = torch.addcmul(out, picked, scales[:, j])
-        return out.reshape(B, C, sH, sW)
+        for j in range(prepared.index.shape[1]):
+            picked = torch.index_select(flat, 0, prepared.index[:, j].reshape(-1)).reshape(B, C, -1)
+            # Separate multiply and add (no fused multiply-add): every op is correctly rounded
+            # IEEE arithmetic, so decoding is bit-exact across machines and thread counts.
+            values = values + picked * prepared.scales[:, j]
+        if prepared.positions is None:
+            return values.reshape(B, C, sH, sW)
+        if out is None:
+            raise CodeError("a code on a range subset needs the image to write into (out=...)")
+        self._check_image(out, scale)
+        if torch.is_grad_enabled() and (values.requires_grad or out.requires_grad):
+            return out.reshape(B, C, -1).index_copy(2, prepared.positions, values).reshape(out.shape)
+        out.reshape(B, C, -1).index_copy_(2, prepared.positions, values)
+        return out
+
+    def _picked_means(self, buffer: torch.Tensor, prepared: PreparedCode, scale: int) -> torch.Tensor:
+        """``Σ_j s_j · mean(candidate_j)`` per range, ``(B, C, R)``, for centred codes."""
+        code = prepared.code
+        B, C = buffer.shape[:2]
+        means = self.domain_means(buffer, scale)  # (B, C, Nd)
+        if self.num_aux:
+            means = torch.cat([means, buffer.new_zeros(B, C, 1)], dim=2)  # aux patches are centred already
+        domain = torch.where(prepared.domain < 0, means.shape[2] - 1, prepared.domain)  # (B, Cw, R, k)
+        total = None
+        for j in range(code.k):
+            mean_j = torch.gather(means, 2, domain[..., j].expand(B, C, -1))
+            term = mean_j * code.scale[..., j]
+            total = term if total is None else total + term
+        return total
+
+    def _dense_step(self, z: torch.Tensor, code: DenseCode, scale: int) -> torch.Tensor:
+        # Domain candidates are gathered per image; auxiliary patches are the same for every
+        # image, so their contribution is one broadcast matmul instead of B copies.
+        n_dom = self.num_candidates - self.num_aux
+        out = code.bias.unsqueeze(-1)
+        if n_dom:
+            buffer = self.pooled_buffer(z, scale, include_aux=False)
+            cand = buffer[:, :, self._candidate_rows(scale, z.device, n_dom)]  # (B, C, D_dom, P)
+            if self.centred:
+                means = self.domain_means(buffer, scale).repeat_interleave(len(self.isometries), dim=2)
+                cand = cand - means.unsqueeze(-1)
+            out = torch.matmul(code.weights[..., :n_dom], cand) + out
+        if self.num_aux:
+            out = torch.matmul(code.weights[..., n_dom:], self._aux_at_scale(scale, z.dtype).to(z.device)) + out
+        return self.assemble(out, scale)
 
     def step(self, z: torch.Tensor, code: Code, scale: int = 1) -> torch.Tensor:
         """One application of the collage operator to images ``z`` of shape ``(B, C, sH, sW)``."""
@@ -430,6 +568,15 @@ class CollageOperator(nn.Module):
     def forward(self, code: Code, scale: int = 1, **decode_options) -> torch.Tensor:
         """Decode ``code`` to its fixed point (the image only; see :meth:`decode` for options)."""
         return self.decode(code, scale, **decode_options)[0]
+
+    def lipschitz_bound(self, code: Code) -> torch.Tensor:
+        """Sup-norm Lipschitz bound of one step with ``code``, per sample.
+
+        ``contraction_bound(code)`` (``max Σ|w|``), doubled for a centred operator, since
+        ``‖x − mean(x)‖_∞ ≤ 2‖x‖_∞``.
+        """
+        bound = contraction_bound(code)
+        return 2 * bound if self.centred else bound
 
     # ------------------------------------------------------------------ decoding
     def decode(
@@ -456,10 +603,10 @@ class CollageOperator(nn.Module):
         """
         prepared = self.prepare(code, scale)
         if check_contraction:
-            bound = contraction_bound(code)
+            bound = self.lipschitz_bound(code)
             if bound.numel() and float(bound.max()) >= 1.0:
                 raise CodeError(
-                    f"code is not contractive (Σ|w| reaches {float(bound.max()):.4f} >= 1); "
+                    f"code is not contractive (its Lipschitz bound reaches {float(bound.max()):.4f} >= 1); "
                     "use contractive_weights() or pass check_contraction=False"
                 )
         B = code.batch_size
@@ -498,7 +645,7 @@ class CollageOperator(nn.Module):
 
     def collage_error_bound(self, x: torch.Tensor, code: Code) -> torch.Tensor:
         """Upper bound ``‖x − F(x)‖_∞ / (1 − s)`` on ``‖x − z*‖_∞`` per sample (collage theorem)."""
-        s = contraction_bound(code)
+        s = self.lipschitz_bound(code)
         if float(s.max()) >= 1:
             raise CodeError("the collage theorem needs a contractive code (bound < 1)")
         gap = (x - self.step(x, code)).detach().abs().flatten(1).amax(dim=1)
@@ -517,23 +664,25 @@ class CollageOperator(nn.Module):
         dtype: torch.dtype = torch.float32,
         device=None,
     ) -> Code:
-        """A random valid code (bound ≤ ``s_max``) for tests and demos; ``kind`` is dense or sparse."""
+        """A random valid code (Lipschitz bound ≤ ``s_max``) for tests and demos; ``kind`` is dense or sparse."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigurationError(f"batch_size must be a positive int, got {batch_size!r}")
         B, C, Cw, R, D = batch_size, self.channels, self.weight_channels, self.num_ranges, self.num_candidates
         opts = dict(generator=generator, dtype=dtype)
         bias = torch.rand(B, C, R, **opts) * (1 - self.s_max)
+        # A centred step's Lipschitz bound is twice Σ|w|: halve the weights to stay below s_max.
+        s_max = self.s_max / 2 if self.centred else self.s_max
         if kind == "dense":
             u = torch.randn(B, Cw, R, D, **opts)
             # Random radius in (0, 1] so bounds are spread up to s_max, not all at it.
             u = u / u.abs().sum(-1, keepdim=True) * torch.rand(B, Cw, R, 1, **opts)
-            code: Code = DenseCode.from_unconstrained(u, bias, self.s_max)
+            code: Code = DenseCode.from_unconstrained(u, bias, s_max)
         elif kind == "sparse":
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:
                 raise ConfigurationError(f"k must be a positive int, got {k!r}")
             index = torch.randint(0, D, (B, Cw, R, k), generator=generator)
             u = (2 * torch.rand(B, Cw, R, k, **opts) - 1) / k
-            code = SparseCode.from_unconstrained(index, u, bias, self.s_max)
+            code = SparseCode.from_unconstrained(index, u, bias, s_max)
         else:
             raise ConfigurationError(f"kind must be 'dense' or 'sparse', got {kind!r}")
         return code.to(device) if device is not None else code

@@ -158,20 +158,50 @@ class CandidateTables:
     """Integer tables for one scale.
 
     ``buffer_shapes[g]`` is the pooled-image shape of lattice ``g`` and ``buffer_offsets[g]`` its
-    start in the flat buffer; auxiliary patches follow at ``aux_offset``. ``table[d]`` lists the
-    ``P`` buffer positions that make up candidate ``d`` (isometry already applied), in the
-    raster order of a range cell at that scale.
+    start in the flat buffer; auxiliary patches follow at ``aux_offset``. The ``P`` buffer
+    positions of candidate ``d`` (isometry applied, raster order of a range cell at this scale)
+    are computed on demand by :meth:`rows`, so memory does not grow with the number of
+    candidates: a domain's row is its start position plus a per-(lattice, isometry) block of
+    local offsets.
     """
 
     scale: int
+    num_isometries: int
     pool_kernels: list[tuple[int, int]]
     pool_strides: list[tuple[int, int]]
     buffer_shapes: list[tuple[int, int]]
     buffer_offsets: list[int]
     aux_offset: int
+    num_aux: int
     buffer_length: int
-    table: torch.Tensor  # (D, P) int64
+    domain_starts: torch.Tensor  # (Nd,) int64: buffer position of each domain's first pooled pixel
+    domain_lattice: torch.Tensor  # (Nd,) int64: lattice of each domain
+    local_offsets: torch.Tensor  # (G, n_iso, P) int64: pixel offsets within a domain's pooled block
     range_pixel_order: torch.Tensor  # (sH·sW,) int64: image raster position -> (range, pixel) slot
+
+    @property
+    def num_domains(self) -> int:
+        return self.domain_starts.shape[0]
+
+    def rows(self, index: torch.Tensor) -> torch.Tensor:
+        """Buffer positions ``(..., P)`` of the candidates ``index`` (any shape, int64, valid)."""
+        P = self.local_offsets.shape[-1]
+        n_dom = self.num_domains * self.num_isometries
+        is_aux = index >= n_dom
+        if n_dom == 0:
+            out = torch.zeros(*index.shape, P, dtype=torch.long, device=index.device)
+        else:
+            dom_index = torch.where(is_aux, torch.zeros_like(index), index)
+            domain, iso = dom_index // self.num_isometries, dom_index % self.num_isometries
+            out = self.domain_starts[domain].unsqueeze(-1) + self.local_offsets[self.domain_lattice[domain], iso]
+        if self.num_aux:
+            aux_rows = self.aux_offset + (index - n_dom).clamp(min=0).unsqueeze(-1) * P + torch.arange(P, device=index.device)
+            out = torch.where(is_aux.unsqueeze(-1), aux_rows, out)
+        return out
+
+    def to(self, device) -> "CandidateTables":
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return CandidateTables(**moved)
 
 
 def build_candidate_tables(
@@ -187,10 +217,10 @@ def build_candidate_tables(
     P = ph * pw
     H, W = range_grid.image_size
     sH, sW = scale * H, scale * W
-    pieces = []
     pool_kernels, pool_strides, shapes, offsets = [], [], [], []
+    starts, lattice_ids, locals_ = [], [], []
     offset = 0
-    for lattice in lattices:
+    for g, lattice in enumerate(lattices):
         ah, aw = lattice.pool
         th, tw = lattice.pooled_stride(scale)
         bh, bw = (sH - ah) // th + 1, (sW - aw) // tw + 1
@@ -203,18 +233,15 @@ def build_candidate_tables(
         rows = torch.arange(ph) * (ah // th)
         cols = torch.arange(pw) * (aw // tw)
         local = rows[:, None] * bw + cols[None, :]  # (ph, pw)
-        origins = torch.tensor(lattice.origins(), dtype=torch.long) * scale
-        starts = (origins[:, 0] // th) * bw + origins[:, 1] // tw + offset  # (Nd,)
-        blocks = starts[:, None, None] + local[None]  # (Nd, ph, pw)
-        per_iso = [apply_isometry(blocks, iso).reshape(len(starts), P) for iso in isometries]
-        # Candidate order: domain-major, isometry-minor.
-        pieces.append(torch.stack(per_iso, dim=1).reshape(-1, P))
+        locals_.append(torch.stack([apply_isometry(local, iso).reshape(P) for iso in isometries]))
+        origins = torch.tensor(lattice.origins(), dtype=torch.long).reshape(-1, 2) * scale
+        starts.append((origins[:, 0] // th) * bw + origins[:, 1] // tw + offset)
+        lattice_ids.append(torch.full((len(origins),), g, dtype=torch.long))
         offset += bh * bw
     aux_offset = offset
-    if num_aux:
-        pieces.append(aux_offset + torch.arange(num_aux * P).reshape(num_aux, P))
-        offset += num_aux * P
-    iso_blocks = torch.cat(pieces, dim=0) if pieces else torch.empty(0, P, dtype=torch.long)
+    offset += num_aux * P
+    n_iso = max(1, len(isometries))
+    local_offsets = torch.stack(locals_) if locals_ else torch.zeros(0, n_iso, P, dtype=torch.long)
 
     # Image raster position -> slot in the (R, P) range-major layout, used to write ranges back.
     rows_r, cols_r = range_grid.grid
@@ -223,14 +250,19 @@ def build_candidate_tables(
     range_id = (yy // ph) * cols_r + (xx // pw)
     pixel_id = (yy % ph) * pw + (xx % pw)
     order = (range_id * P + pixel_id).reshape(-1)
+    empty = torch.zeros(0, dtype=torch.long)
     return CandidateTables(
         scale=scale,
+        num_isometries=n_iso,
         pool_kernels=pool_kernels,
         pool_strides=pool_strides,
         buffer_shapes=shapes,
         buffer_offsets=offsets,
         aux_offset=aux_offset,
+        num_aux=num_aux,
         buffer_length=offset,
-        table=iso_blocks.contiguous(),
+        domain_starts=torch.cat(starts) if starts else empty,
+        domain_lattice=torch.cat(lattice_ids) if lattice_ids else empty,
+        local_offsets=local_offsets,
         range_pixel_order=order,
     )
