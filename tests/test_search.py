@@ -80,4 +80,4 @@ def test_best_affine_matches_handles_flat_candidates():
     index, scale, error = best_affine_matches(ranges, candidates, 0.9)
     assert index.tolist() == [1, 0]
     assert scale[0].item() == pytest.approx(0.5) and scale[1].item() == 0.0
-    assert error.tolist() == pytest.approx([0.0, 0.0])
+    assert error.tolist() == pytest.approx([0.0, 0.0], abs=1e-6)

@@ -36,6 +36,49 @@ def _centred(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, (blocks - mean.unsqueeze(-1)).flatten(-2)
 
 
+def _fast_best(y: torch.Tensor, xn_t: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of ``y``, the largest ``|<y, x̂_d>|`` over normalised candidates, and its signed value."""
+    R = y.shape[0]
+    best_abs = torch.full((R,), -1.0, dtype=y.dtype)
+    best_val = torch.zeros(R, dtype=y.dtype)
+    best_idx = torch.zeros(R, dtype=torch.long)
+    D = xn_t.shape[1]
+    for d0 in range(0, D, tile):
+        g = y @ xn_t[:, d0 : d0 + tile]
+        vmax, imax = g.max(dim=1)
+        vmin, imin = g.min(dim=1)
+        use_max = vmax >= -vmin
+        val = torch.where(use_max, vmax, vmin)
+        idx = torch.where(use_max, imax, imin) + d0
+        better = val.abs() > best_abs
+        best_abs = torch.where(better, val.abs(), best_abs)
+        best_val = torch.where(better, val, best_val)
+        best_idx = torch.where(better, idx, best_idx)
+    return best_idx, best_val
+
+
+def _clamped_best(
+    y: torch.Tensor, x_t: torch.Tensor, sxx: torch.Tensor, inv_sxx: torch.Tensor, s_max: float, tile: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row of ``y``: the candidate maximising the clamped-fit gain ``2|s|·|S_xy| − s²·S_xx``."""
+    R = y.shape[0]
+    best_gain = torch.full((R,), -float("inf"), dtype=y.dtype)
+    best_idx = torch.zeros(R, dtype=torch.long)
+    best_s = torch.zeros(R, dtype=y.dtype)
+    D = x_t.shape[1]
+    for d0 in range(0, D, tile):
+        sxy = y @ x_t[:, d0 : d0 + tile]
+        mag = (sxy.abs() * inv_sxx[d0 : d0 + tile]).clamp_(max=s_max)  # |s| after clamping
+        gain = mag * (2 * sxy.abs() - mag * sxx[d0 : d0 + tile])
+        g, i = gain.max(dim=1)
+        better = g > best_gain
+        best_gain = torch.where(better, g, best_gain)
+        best_idx = torch.where(better, i + d0, best_idx)
+        chosen = mag.gather(1, i[:, None])[:, 0] * torch.sign(sxy.gather(1, i[:, None])[:, 0])
+        best_s = torch.where(better, chosen, best_s)
+    return best_idx, best_s, best_gain
+
+
 def best_affine_matches(
     ranges: torch.Tensor,
     candidates: torch.Tensor,
@@ -43,43 +86,52 @@ def best_affine_matches(
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
     progress: tqdm | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For every range, the candidate with the least clamped affine-fit error.
+    """For every range, the candidate with the least clamped affine-fit error (exact).
 
     ``ranges`` is ``(R, n)`` and ``candidates`` ``(D, n)``, both already centred. Returns
-    ``(index, scale, error)``, each of shape ``(R,)``. Ties go to the lowest index.
+    ``(index, scale, error)``, each of shape ``(R,)``.
+
+    Two passes keep it at matrix-multiply speed. The unclamped optimum of a candidate removes
+    ``<y, x̂>²`` of the error (``x̂`` the normalised candidate), an upper bound of what it removes
+    with ``|s|`` clamped; so the candidate with the largest ``|<y, x̂>|`` is exactly optimal
+    whenever its own ``s`` needs no clamping. One product and a max/min per tile find it. Only
+    ranges whose winner needs clamping are searched again with the clamped gain.
     """
-    s_max = _check_s_max(s_max)
+    # The search itself needs no contraction; codecs with centred maps use bounds above 1.
+    if not 0 < s_max < 4:
+        raise ConfigurationError(f"s_max must lie in (0, 4), got {s_max}")
     R, n = ranges.shape
     D = candidates.shape[0]
     if D == 0:
         raise ConfigurationError("no candidates to search")
     syy = ranges.pow(2).sum(1)
     sxx = candidates.pow(2).sum(1)
-    # Flat candidates (zero variance) can only be used with s = 0.
-    inv_sxx = torch.where(sxx > 1e-12, 1.0 / sxx.clamp(min=1e-12), torch.zeros_like(sxx))
-    best_err = torch.full((R,), float("inf"), dtype=ranges.dtype)
-    best_idx = torch.zeros(R, dtype=torch.long)
-    best_s = torch.zeros(R, dtype=ranges.dtype)
-    d_chunk = max(1, min(D, chunk_elements // max(1, min(R, 1024))))
-    r_chunk = max(1, min(R, chunk_elements // d_chunk))
-    for r0 in range(0, R, r_chunk):
-        y = ranges[r0 : r0 + r_chunk]
-        err_r = best_err[r0 : r0 + r_chunk]
-        idx_r = best_idx[r0 : r0 + r_chunk]
-        s_r = best_s[r0 : r0 + r_chunk]
-        for d0 in range(0, D, d_chunk):
-            sxy = y @ candidates[d0 : d0 + d_chunk].T  # (r, d)
-            s = (sxy * inv_sxx[d0 : d0 + d_chunk]).clamp_(-s_max, s_max)
-            # error = syy − 2 s sxy + s² sxx, minimised over d; syy is constant per row.
-            err = s * (s * sxx[d0 : d0 + d_chunk] - 2 * sxy)
-            chunk_err, chunk_arg = err.min(dim=1)
-            better = chunk_err < err_r
-            err_r[better] = chunk_err[better]
-            idx_r[better] = chunk_arg[better] + d0
-            s_r[better] = s.gather(1, chunk_arg[:, None])[:, 0][better]
+    flat = sxx <= 1e-12
+    norm = sxx.sqrt()
+    # Flat candidates (zero variance) can only be used with s = 0: a zero normalised vector.
+    inv_norm = torch.where(flat, torch.zeros_like(norm), 1.0 / norm.clamp(min=1e-30))
+    inv_sxx = inv_norm * inv_norm
+    xn_t = (candidates * inv_norm[:, None]).T.contiguous()
+    x_t = candidates.T.contiguous()
+    tile_d = max(1, min(D, chunk_elements // max(1, min(R, 1024))))
+    tile_r = max(1, min(R, chunk_elements // tile_d))
+    index = torch.zeros(R, dtype=torch.long)
+    scale = torch.zeros(R, dtype=ranges.dtype)
+    gain = torch.zeros(R, dtype=ranges.dtype)
+    for r0 in range(0, R, tile_r):
+        y = ranges[r0 : r0 + tile_r]
+        idx, val = _fast_best(y, xn_t, tile_d)
+        s = val * inv_norm[idx]
+        g = val * val
+        clamped = s.abs() > s_max
+        if bool(clamped.any()):
+            rows = clamped.nonzero()[:, 0]
+            c_idx, c_s, c_gain = _clamped_best(y[rows], x_t, sxx, inv_sxx, s_max, tile_d)
+            idx[rows], s[rows], g[rows] = c_idx, c_s, c_gain
+        index[r0 : r0 + tile_r], scale[r0 : r0 + tile_r], gain[r0 : r0 + tile_r] = idx, s, g
         if progress is not None:
             progress.update(y.shape[0])
-    return best_idx, best_s, (best_err + syy).clamp(min=0)
+    return index, scale, (syy - gain).clamp(min=0)
 
 
 def exhaustive_search(
