@@ -81,3 +81,23 @@ def test_best_affine_matches_handles_flat_candidates():
     assert index.tolist() == [1, 0]
     assert scale[0].item() == pytest.approx(0.5) and scale[1].item() == 0.0
     assert error.tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+
+
+@pytest.mark.parametrize("s_max", [0.3, 1.2])
+def test_best_affine_matches_equals_dense_scoring_when_clamping_is_common(s_max):
+    g = torch.Generator().manual_seed(3)
+    ranges = torch.randn(300, 16, generator=g, dtype=torch.float64)
+    ranges -= ranges.mean(1, keepdim=True)
+    # Candidates of very different norms, so many winners need clamping at small s_max.
+    candidates = torch.randn(2000, 16, generator=g, dtype=torch.float64) * torch.rand(2000, 1, generator=g, dtype=torch.float64) ** 3
+    candidates -= candidates.mean(1, keepdim=True)
+    candidates[:5] = 0  # flat candidates
+    index, scale, error = best_affine_matches(ranges, candidates, s_max, chunk_elements=300 * 128)
+    sxy = ranges @ candidates.T
+    sxx = candidates.pow(2).sum(1)
+    s = torch.where(sxx > 1e-12, sxy / sxx.clamp(min=1e-12), torch.zeros_like(sxy)).clamp(-s_max, s_max)
+    err = ranges.pow(2).sum(1, keepdim=True) - 2 * s * sxy + s * s * sxx
+    best_err, best_idx = err.min(1)
+    torch.testing.assert_close(error, best_err.clamp(min=0))
+    torch.testing.assert_close(scale, s.gather(1, index[:, None])[:, 0])
+    assert (index == best_idx).float().mean() > 0.99  # ties aside, the same candidates

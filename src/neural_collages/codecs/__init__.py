@@ -1,0 +1,1 @@
+"""Image codecs of the project; each writes the shared ``.clg`` container."""
