@@ -65,6 +65,44 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys):
 
 
 def test_help_for_every_subcommand():
-    for argv in (["--help"], ["demo", "--help"]):
+    for argv in (["--help"], ["demo", "--help"], ["compress", "--help"], ["decompress", "--help"], ["info", "--help"]):
         result = subprocess.run([sys.executable, "-m", "neural_collages.cli", *argv], capture_output=True, text=True)
         assert result.returncode == 0 and "usage: collage" in result.stdout
+
+
+def test_compress_decompress_info_round_trip(small_image, tmp_path, capsys):
+    packed = tmp_path / "small.clg"
+    assert main(["compress", str(small_image), str(packed), "--quality", "6"]) == 0
+    assert main(["info", str(packed)]) == 0
+    info = capsys.readouterr().out
+    assert "pifs" in info and "36x40" in info and "bpp" in info
+    out = tmp_path / "small_out.png"
+    zoom = tmp_path / "small_x2.png"
+    assert main(["decompress", str(packed), str(out)]) == 0
+    assert main(["decompress", str(packed), str(zoom), "--scale", "2"]) == 0
+    original, decoded = load_image(small_image), load_image(out)
+    assert decoded.shape == original.shape and float(psnr(original, decoded)) > 25
+    assert load_image(zoom).shape == (3, 80, 72)
+    # Never overwrite without --force, and leave the old file intact.
+    before = packed.read_bytes()
+    assert main(["compress", str(small_image), str(packed), "--quality", "1"]) == 2
+    assert packed.read_bytes() == before
+    assert main(["compress", str(small_image), str(packed), "--quality", "1", "--force"]) == 0
+    assert len(packed.read_bytes()) < len(before)
+
+
+def test_codec_commands_reject_bad_input_with_one_line(small_image, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.clg"
+    corrupt.write_bytes(b"NCLG" + bytes(40))
+    cases = [
+        ["decompress", str(corrupt), str(tmp_path / "o.png")],
+        ["info", str(corrupt)],
+        ["decompress", str(tmp_path / "missing.clg"), str(tmp_path / "o.png")],
+        ["compress", str(corrupt), str(tmp_path / "o.clg")],
+        ["compress", str(small_image), str(tmp_path / "o.clg"), "--quality", "99"],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("collage: error:") and len(err.splitlines()) == 1, (argv, err)
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "o.clg").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .errors import CollageError, ConfigurationError, ImageError
+from .errors import CollageError, ConfigurationError, ImageError, OutputExistsError
 from .operator import CollageOperator
 from .partitions import ISOMETRY_NAMES
 
@@ -125,6 +125,96 @@ def run_demo(args) -> int:
     return 0
 
 
+def _add_codec_parsers(sub) -> None:
+    from .codecs import CODECS
+
+    p = sub.add_parser(
+        "compress",
+        help="compress an image to a .clg file",
+        description="Compress a PNG/JPEG image (RGB or greyscale) into a .clg file.",
+    )
+    p.add_argument("input", type=Path, help="image to compress (PNG, JPEG, ...)")
+    p.add_argument("output", type=Path, help="output file (.clg)")
+    p.add_argument("--codec", choices=sorted(CODECS), default="pifs", help="codec (default: %(default)s)")
+    p.add_argument("--quality", type=_positive_int, default=None,
+                   help="1 = smallest file ... 8 = best quality (pifs; default 4)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    p.set_defaults(handler=run_compress)
+
+    p = sub.add_parser(
+        "decompress",
+        help="decode a .clg file to an image, at any integer scale",
+        description="Decode a .clg file to PNG (or any format Pillow writes, by extension). "
+        "--scale S decodes the fractal code S times larger (fractal zoom).",
+    )
+    p.add_argument("input", type=Path, help=".clg file")
+    p.add_argument("output", type=Path, help="output image (.png recommended)")
+    p.add_argument("--scale", type=_positive_int, default=1, help="integer zoom factor (default: 1)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    p.set_defaults(handler=run_decompress)
+
+    p = sub.add_parser("info", help="print the header of a .clg file", description="Print the header of a .clg file.")
+    p.add_argument("input", type=Path, help=".clg file")
+    p.set_defaults(handler=run_info)
+
+
+def _check_output(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} exists; refusing to overwrite it (use --force)")
+    if path.exists() and path.is_dir():
+        raise CollageError(f"{path} is a directory")
+
+
+def run_compress(args) -> int:
+    from .codecs import compress, quality_levels
+    from .container import EXTENSION, unpack
+    from .images import atomic_write_bytes, load_image
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    levels = quality_levels(args.codec)
+    if args.quality is not None and args.quality not in levels:
+        raise ConfigurationError(f"--quality must be one of {levels[0]}..{levels[-1]} for {args.codec}")
+    _check_output(args.output, args.force)
+    image = load_image(args.input, mode="keep")
+    t0 = time.perf_counter()
+    data = compress(image, args.codec, args.quality, progress=True)
+    elapsed = time.perf_counter() - t0
+    atomic_write_bytes(args.output, data, force=args.force)
+    H, W = image.shape[-2:]
+    note = "" if args.output.suffix == EXTENSION else f" (the usual extension is {EXTENSION})"
+    print(f"{args.input} -> {args.output}{note}: {len(data)} bytes, {8 * len(data) / (H * W):.4f} bpp, "
+          f"{elapsed:.2f} s")
+    return 0
+
+
+def run_decompress(args) -> int:
+    from .codecs import decompress
+    from .container import read_container, pack
+    from .images import save_image
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    _check_output(args.output, args.force)
+    header, payload = read_container(args.input)
+    t0 = time.perf_counter()
+    image = decompress(pack(header, payload), scale=args.scale)
+    elapsed = time.perf_counter() - t0
+    save_image(image, args.output, force=args.force)
+    print(f"{args.input} -> {args.output}: {image.shape[-1]}x{image.shape[-2]}, {elapsed:.2f} s")
+    return 0
+
+
+def run_info(args) -> int:
+    from .container import describe, read_container
+
+    header, payload = read_container(args.input)
+    print(describe(header, len(payload), args.input.stat().st_size))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="collage",
@@ -132,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_codec_parsers(sub)
     _add_demo_parser(sub)
     return parser
 

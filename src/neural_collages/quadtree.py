@@ -137,7 +137,8 @@ class QuadtreeCollage:
     """Single-channel collage operators on a quadtree: one :class:`CollageOperator` per block size.
 
     Level ``l`` has ``n×n`` range cells, ``2n×2n`` domain cells on a lattice of stride
-    ``domain_strides[l]`` and the given isometries; ``centred=True`` uses mean-removed maps (a
+    ``domain_strides[l]`` and the given isometries (see :attr:`usable` for images smaller than
+    the domains); ``centred=True`` uses mean-removed maps (a
     leaf's bias is its mean). Candidate numbers are the level operator's.
     """
 
@@ -148,10 +149,15 @@ class QuadtreeCollage:
         if len(domain_strides) != len(self.block_sizes):
             raise ConfigurationError("give one domain stride per block size")
         self.image_size = (int(image_size[0]), int(image_size[1]))
+        H, W = self.image_size
+        #: Whether a level's 2n×2n domains fit in the image. Levels where they do not can only
+        #: hold flat blocks; their operator uses the whole image as its one (unused) domain.
+        self.usable = [2 * n <= min(H, W) for n in self.block_sizes]
         self.operators = [
-            CollageOperator(self.image_size, channels=1, range_size=n, domain_size=2 * n, domain_stride=stride,
+            CollageOperator(self.image_size, channels=1, range_size=n,
+                            domain_size=(2 * n, 2 * n) if fits else (H, W), domain_stride=stride,
                             isometries=isometries, centred=centred)
-            for n, stride in zip(self.block_sizes, domain_strides)
+            for n, stride, fits in zip(self.block_sizes, domain_strides, self.usable)
         ]
 
     def decode(

@@ -175,7 +175,8 @@ def _stream_specs(layouts: list[PlaneLayout], config: PifsConfig) -> list[Stream
             specs.append(StreamSpec(f"{p}.s{level}", "categorical", 2 * config.s_levels + 1, -config.s_levels))
         specs.append(StreamSpec(f"{p}.iso", "categorical", NUM_ISOMETRIES))
         for level, count in enumerate(qt_ops):
-            specs.append(StreamSpec(f"{p}.dom{level}", "uniform", count))
+            # A level whose domains do not fit has no fractal blocks: an empty one-symbol stream.
+            specs.append(StreamSpec(f"{p}.dom{level}", "uniform", max(1, count)))
         specs.append(StreamSpec(f"{p}.mean", "categorical", 2 * config.mean_levels + 1, -config.mean_levels))
     return specs
 

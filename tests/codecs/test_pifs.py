@@ -1,0 +1,152 @@
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fuzzing import layout, mutations, with_fixed_crc, with_params
+from neural_collages.codecs import compress, decompress, pifs
+from neural_collages.container import pack, unpack
+from neural_collages.errors import CollageError, ConfigurationError, FormatError
+from neural_collages.images import load_image
+from neural_collages.metrics import psnr
+from neural_collages.quadtree import QuadtreeCollage
+from neural_collages.cli import sample_image_path
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """A 70x90 crop of the bundled photo (odd height: exercises padding and 4:2:0 edges)."""
+    return load_image(sample_image_path())[:, 40:110, 60:150].contiguous()
+
+
+@pytest.fixture(scope="module")
+def encoded(photo):
+    return pifs.encode(photo, pifs.PifsConfig(quality=6))
+
+
+def test_round_trip_quality_and_rate_ordering(photo):
+    sizes, qualities = [], []
+    for q in (1, 4, 8):
+        data = pifs.encode(photo, pifs.PifsConfig(quality=q))
+        decoded = pifs.decode(data)
+        assert decoded.shape == photo.shape
+        sizes.append(len(data))
+        qualities.append(float(psnr(photo, decoded)))
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    assert qualities == sorted(qualities)
+    assert qualities[-1] > 28
+
+
+def test_decoding_is_bit_exact_across_runs_and_thread_counts(encoded):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = pifs.decode(encoded, scale=2)
+        torch.set_num_threads(2)
+        two = pifs.decode(encoded, scale=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+    assert torch.equal(pifs.decode(encoded), pifs.decode(encoded))
+
+
+def test_encoding_is_deterministic_and_the_file_is_canonical(photo, encoded):
+    assert pifs.encode(photo, pifs.PifsConfig(quality=6)) == encoded
+    header, payload = unpack(encoded)
+    assert pack(header, payload) == encoded
+
+
+def test_decode_uses_exactly_the_stored_values(encoded):
+    """The decoder's codes are the quantised symbols: scales on the s grid, integer means."""
+    header, payload = unpack(encoded)
+    config = pifs.PifsConfig.from_params(header.params)
+    for _, tree, codes in pifs.decode_planes(header, payload, config):
+        for code in codes:
+            if code is None:
+                continue
+            q = code.scale / config.s_step
+            assert torch.allclose(q, q.round(), atol=1e-4)
+            assert torch.equal(code.bias, code.bias.round())
+
+
+def test_scale_2_decode_pools_to_the_1x_decode_plane_by_plane(encoded):
+    header, payload = unpack(encoded)
+    config = pifs.PifsConfig.from_params(header.params)
+    for layout_, tree, codes in pifs.decode_planes(header, payload, config):
+        qt = QuadtreeCollage(layout_.padded, config.block_sizes, config.domain_strides)
+        one, _ = qt.decode(tree, codes, scale=1, steps=config.decode_steps)
+        two, _ = qt.decode(tree, codes, scale=2, steps=config.decode_steps)
+        torch.testing.assert_close(F.avg_pool2d(two, 2), one, atol=2e-3, rtol=0)
+
+
+def test_greyscale_scale_consistency_on_the_image(photo):
+    grey = photo.mean(0, keepdim=True)
+    data = pifs.encode(grey, pifs.PifsConfig(quality=5))
+    one = pifs.decode(data)
+    three = pifs.decode(data, scale=3)
+    assert one.shape == (1, 70, 90) and three.shape == (1, 210, 270)
+    # Equal up to the 8-bit rounding of both decodes, except where the zoomed decode overshoots
+    # [0, 255] and clamping (before pooling) changes the average: a few pixels at most.
+    off = (F.avg_pool2d(three.unsqueeze(0), 3)[0] - one).abs() > 1 / 255 + 1e-6
+    assert off.float().mean() < 0.01
+
+
+def test_tiny_and_odd_images(photo):
+    for h, w in [(1, 1), (3, 5), (33, 2)]:
+        image = photo[:, :h, :w].contiguous()
+        decoded = decompress(compress(image, "pifs", 8))
+        assert decoded.shape == image.shape
+        assert float(psnr(image, decoded)) > 20
+
+
+def test_bad_arguments():
+    image = torch.rand(3, 16, 16)
+    with pytest.raises(ConfigurationError):
+        pifs.PifsConfig(quality=0)
+    with pytest.raises(ConfigurationError):
+        pifs.PifsConfig(block_sizes=(32, 8))
+    with pytest.raises(ConfigurationError):
+        pifs.encode(torch.rand(2, 16, 16))
+    with pytest.raises(ConfigurationError):
+        compress(image, "jpeg")
+    data = compress(image, "pifs", 3)
+    for scale in (0, pifs.MAX_SCALE + 1, 1.5):
+        with pytest.raises(ConfigurationError):
+            decompress(data, scale=scale)
+
+
+def test_hostile_files_raise_only_format_errors_quickly(encoded):
+    """Container-level mutations, plus payload mutations with a valid CRC (reaching the
+    entropy decoder and the structure checks), and crafted params."""
+    cases = list(mutations(encoded, 300, seed=1))
+    where = layout(encoded)
+    rng = np.random.default_rng(2)
+    for i in range(300):
+        data = bytearray(encoded)
+        for _ in range(1 + i % 3):
+            pos = where["payload_at"] + int(rng.integers(where["payload_len"]))
+            data[pos] ^= 1 << int(rng.integers(8))
+        cases.append((f"payload flip {i}", with_fixed_crc(bytes(data))))
+    header, payload = unpack(encoded)
+    for key, value in [("quality", 99), ("blocks", [32, 16]), ("strides", [0, 0, 0, 0]), ("s_max", "x"),
+                       ("steps", 10**9), ("v", 2), ("mean_step", 0), ("extra", 1)]:
+        params = dict(header.params, **{key: value})
+        import json
+
+        raw = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
+        cases.append((f"params {key}", with_params(encoded, raw)))
+    start = time.perf_counter()
+    accepted = 0
+    for label, data in cases:
+        try:
+            image = decompress(data)
+        except FormatError:
+            continue
+        except CollageError as exc:  # pragma: no cover - reported with the label
+            pytest.fail(f"{label}: {type(exc).__name__}: {exc}")
+        accepted += 1
+        assert image.dim() == 3, label
+    assert time.perf_counter() - start < 60
+    assert accepted < len(cases) // 10
