@@ -16,8 +16,6 @@ import torch
 
 from . import __version__
 from .errors import CollageError, ConfigurationError, ImageError, OutputExistsError
-from .operator import CollageOperator
-from .partitions import ISOMETRY_NAMES
 
 SAMPLE_IMAGE = "astronaut.png"
 
@@ -40,87 +38,124 @@ def _positive_int(text: str) -> int:
 def _add_demo_parser(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="fit a fractal collage to an image and decode it at 1x and at a zoom scale",
+        help="compress an image with the fractal codec, decode it at 1x and zoomed, compare with JPEG",
         description=(
-            "Fit a collage code to an image (the bundled sample by default) by exact exhaustive search "
-            "(every range cell takes its best 2:1 domain cell under the 8 isometries), decode its fixed "
-            "point at 1x and at --scale, and write the images. Prints PSNR and timings."
+            "Compress an image (the bundled sample by default) with the fractal PIFS codec (exact exhaustive "
+            "search, rate-distortion quadtree, entropy coding), decode the file at 1x and at --scale (fractal "
+            "zoom), and compare with Pillow JPEG at the same file size. Writes the files to --out."
         ),
     )
     p.add_argument("--image", type=Path, default=None, help="input image (PNG/JPEG); default: bundled sample")
     p.add_argument("--out", type=Path, default=Path("collage-demo"), help="output folder (default: %(default)s)")
-    p.add_argument("--range-size", type=_positive_int, default=4, help="range cell size in pixels (default: 4)")
+    p.add_argument("--quality", type=_positive_int, default=None, help="codec quality 1-8 (default: 4)")
     p.add_argument("--scale", type=_positive_int, default=4, help="zoom scale of the second decode (default: 4)")
-    p.add_argument("--animate", action="store_true", help="also write decode.gif: the iterations from a blank start")
+    p.add_argument("--animate", action="store_true", help="also write decode.gif: the decoding iterations")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.set_defaults(handler=run_demo)
 
 
+def _jpeg_at_most(image_uint8, max_bytes: int) -> tuple[bytes, int] | None:
+    """The best-quality Pillow JPEG (optimize=True) no larger than ``max_bytes``, by bisection."""
+    import io
+
+    from PIL import Image
+
+    def encode(q: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(image_uint8).save(buffer, format="JPEG", quality=q, optimize=True)
+        return buffer.getvalue()
+
+    lo, hi, best = 1, 95, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        data = encode(mid)
+        if len(data) <= max_bytes:
+            best, lo = (data, mid), mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
 def run_demo(args) -> int:
-    from .images import crop_to, load_image, pad_to_multiple, save_image, to_uint8
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from .codecs import compress, decompress, quality_levels
+    from .images import atomic_write_bytes, load_image, save_image, to_uint8
     from .metrics import psnr
-    from .search import exhaustive_search
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    levels = quality_levels("pifs")
+    if args.quality is not None and args.quality not in levels:
+        raise ConfigurationError(f"--quality must be one of {levels[0]}..{levels[-1]}")
     path = args.image or sample_image_path()
     image = load_image(path, mode="rgb")
     H, W = image.shape[-2:]
-    rs = args.range_size
-    if min(H, W) < 2 * rs:
-        raise ImageError(f"{path}: a {W}x{H} image is too small for {rs}px range cells (needs {2 * rs}px)")
-    if H * W > 2048 * 2048:
-        raise ImageError(f"{path}: {W}x{H} is larger than the demo handles (2048x2048); crop it first")
+    if H * W > 4096 * 4096:
+        raise ImageError(f"{path}: {W}x{H} is larger than the demo handles (16 megapixels); crop it first")
     if args.scale * args.scale * H * W > 2**26:
         raise ConfigurationError(f"--scale {args.scale} would decode a {args.scale * W}x{args.scale * H} image; too big")
+    s = args.scale
     outputs = {
+        "file": args.out / "image.clg",
         "original": args.out / "original.png",
-        "collage_1x": args.out / "collage_1x.png",
-        f"collage_{args.scale}x": args.out / f"collage_{args.scale}x.png",
-        f"nearest_{args.scale}x": args.out / f"nearest_{args.scale}x.png",
+        "decoded": args.out / "decoded_1x.png",
+        "zoomed": args.out / f"decoded_{s}x.png",
+        "nearest": args.out / f"nearest_{s}x.png",
+        "jpeg": args.out / "jpeg_same_size.jpg",
     }
     if args.animate:
         outputs["animation"] = args.out / "decode.gif"
     if not args.force:
         existing = [str(p) for p in outputs.values() if p.exists()]
         if existing:
-            raise CollageError(f"refusing to overwrite {', '.join(existing)} (use --force)")
+            raise OutputExistsError(f"refusing to overwrite {', '.join(existing)} (use --force)")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    padded, _ = pad_to_multiple(image.unsqueeze(0), 2 * rs)
-    op = CollageOperator(
-        padded.shape[-2:], channels=3, range_size=rs, domain_size=2 * rs, domain_stride=rs,
-        isometries=ISOMETRY_NAMES,
-    )
-    print(f"image {path} ({W}x{H}); {op.num_ranges} ranges x {op.num_candidates} candidates")
     t0 = time.perf_counter()
-    result = exhaustive_search(op, padded, progress=True)
-    t_search = time.perf_counter() - t0
+    data = compress(image, "pifs", args.quality, progress=True)
+    t_encode = time.perf_counter() - t0
     t0 = time.perf_counter()
-    with torch.no_grad():
-        decoded, stats = op.decode(result.code, tol=1e-4, max_steps=100, return_trajectory=args.animate)
-        t_decode = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        zoomed, zstats = op.decode(result.code, scale=args.scale, tol=1e-4, max_steps=100)
-        t_zoom = time.perf_counter() - t0
-    decoded = crop_to(decoded, (H, W))[0]
-    zoomed = crop_to(zoomed, (args.scale * H, args.scale * W))[0]
-    nearest = image.repeat_interleave(args.scale, -2).repeat_interleave(args.scale, -1)
+    if args.animate:
+        decoded, frames = decompress(data, return_trajectory=True)
+    else:
+        decoded = decompress(data)
+    t_decode = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    zoomed = decompress(data, scale=s)
+    t_zoom = time.perf_counter() - t0
+    nearest = image.repeat_interleave(s, -2).repeat_interleave(s, -1)
+
+    atomic_write_bytes(outputs["file"], data, force=args.force)
     save_image(image, outputs["original"], force=args.force)
-    save_image(decoded, outputs["collage_1x"], force=args.force)
-    save_image(zoomed, outputs[f"collage_{args.scale}x"], force=args.force)
-    save_image(nearest, outputs[f"nearest_{args.scale}x"], force=args.force)
+    save_image(decoded, outputs["decoded"], force=args.force)
+    save_image(zoomed, outputs["zoomed"], force=args.force)
+    save_image(nearest, outputs["nearest"], force=args.force)
     if args.animate:
         from .images import save_animation
 
-        frames = [to_uint8(crop_to(f, (H, W))[0].clamp(0, 1)) for f in stats.trajectory]
-        save_animation(frames, outputs["animation"], force=args.force)
-    quality = float(psnr(image, decoded.clamp(0, 1)))
-    print(f"search   {t_search:6.2f} s  (exact, {op.num_ranges * op.num_candidates / 1e6:.0f}M range-candidate pairs)")
-    print(f"decode   {t_decode:6.3f} s  at 1x: {stats.steps} steps, PSNR {quality:.2f} dB")
-    print(f"zoom     {t_zoom:6.3f} s  at {args.scale}x: {zstats.steps} steps")
-    for name, p in outputs.items():
+        save_animation([to_uint8(f) for f in frames], outputs["animation"], force=args.force)
+    bpp = 8 * len(data) / (H * W)
+    ours = float(psnr(image, decoded))
+    print(f"image    {path} ({W}x{H})")
+    print(f"fractal  {len(data):7d} bytes  {bpp:.3f} bpp  PSNR {ours:.2f} dB  "
+          f"(encode {t_encode:.2f} s, decode {t_decode:.3f} s, {s}x zoom {t_zoom:.2f} s)")
+    jpeg = _jpeg_at_most(to_uint8(image).permute(1, 2, 0).numpy(), len(data))
+    if jpeg is None:
+        del outputs["jpeg"]
+        print("jpeg     cannot get this small at any quality")
+    else:
+        jpeg_bytes, q = jpeg
+        with Image.open(io.BytesIO(jpeg_bytes)) as im:
+            jpeg_image = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).float() / 255
+        atomic_write_bytes(outputs["jpeg"], jpeg_bytes, force=args.force)
+        print(f"jpeg     {len(jpeg_bytes):7d} bytes  {8 * len(jpeg_bytes) / (H * W):.3f} bpp  "
+              f"PSNR {float(psnr(image, jpeg_image)):.2f} dB  (Pillow quality {q}, optimize=True)")
+    for p in outputs.values():
         print(f"wrote {p}")
     return 0
 

@@ -12,8 +12,8 @@ from ..container import unpack
 from ..errors import ConfigurationError, FormatError
 from . import pifs
 
-#: Codec name -> (module, quality levels). Every module has ``encode``, ``decode_parts`` and a
-#: config class with ``from_params``.
+#: Codec name -> (module, quality levels). Every module has ``encode``, ``decode_parts`` and
+#: ``config_from_params``.
 CODECS = {"pifs": (pifs, tuple(sorted(pifs.QUALITY_LAMBDAS)))}
 
 
@@ -32,14 +32,17 @@ def compress(image: torch.Tensor, codec: str = "pifs", quality: int | None = Non
     raise ConfigurationError(f"codec {codec!r} cannot compress (qualities {levels})")  # pragma: no cover
 
 
-def decompress(data: bytes, scale: int = 1) -> torch.Tensor:
-    """Decode the bytes of any ``.clg`` file to a float image ``(C, s·H, s·W)`` in ``[0, 1]``."""
+def decompress(data: bytes, scale: int = 1, return_trajectory: bool = False):
+    """Decode the bytes of any ``.clg`` file to a float image ``(C, s·H, s·W)`` in ``[0, 1]``.
+
+    With ``return_trajectory``, returns ``(image, frames)``: the images after each decoding step.
+    """
     header, payload = unpack(data)
     if header.codec not in CODECS:
         raise FormatError(f"no decoder for codec {header.codec!r} in this build")
     module = CODECS[header.codec][0]
-    config = module.PifsConfig.from_params(header.params)
-    return module.decode_parts(header, payload, config, scale)
+    config = module.config_from_params(header.params)
+    return module.decode_parts(header, payload, config, scale, return_trajectory=return_trajectory)
 
 
 def benchmark_codecs():

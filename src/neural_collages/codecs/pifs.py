@@ -458,6 +458,11 @@ def encode_analysed(image: torch.Tensor, analyses: list[list[LevelAnalysis]], co
     return pack(header, payload)
 
 
+def config_from_params(params: dict) -> PifsConfig:
+    """The codec's settings from a file's params (``FormatError`` on anything invalid)."""
+    return PifsConfig.from_params(params)
+
+
 # ----------------------------------------------------------------------------- decoder
 def _max_symbols(layouts: list[PlaneLayout], config: PifsConfig) -> int:
     total = 0
@@ -551,17 +556,32 @@ def decode(data: bytes, scale: int = 1) -> torch.Tensor:
     return decode_parts(header, payload, config, scale)
 
 
-def decode_parts(header: ContainerHeader, payload: bytes, config: PifsConfig, scale: int = 1) -> torch.Tensor:
+def decode_parts(
+    header: ContainerHeader, payload: bytes, config: PifsConfig, scale: int = 1, return_trajectory: bool = False
+):
+    """Decode a validated header and payload at ``scale``.
+
+    Returns the image ``(C, s·H, s·W)`` in ``[0, 1]`` (8-bit values), or with
+    ``return_trajectory`` a pair ``(image, frames)`` where ``frames`` are the images after 0, 1, …
+    decoding steps from the blank start (for animations).
+    """
     if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= MAX_SCALE:
         raise ConfigurationError(f"scale must be an integer in [1, {MAX_SCALE}], got {scale!r}")
     if scale * scale * header.width * header.height > MAX_PIXELS:
         raise ConfigurationError(f"decoding {header.width}x{header.height} at scale {scale} exceeds the pixel limit")
-    planes = []
+    paths = []  # per plane: the iterates (only the last one unless return_trajectory)
     with torch.no_grad():
         for layout, tree, codes in decode_planes(header, payload, config):
             qt = QuadtreeCollage(layout.padded, config.block_sizes, config.domain_strides)
-            z, _ = qt.decode(tree, codes, scale=scale, steps=config.decode_steps)
-            planes.append(z[0, 0, : scale * layout.size[0], : scale * layout.size[1]])
+            z, stats = qt.decode(tree, codes, scale=scale, steps=config.decode_steps,
+                                 return_trajectory=return_trajectory)
+            iterates = stats.trajectory if return_trajectory else [z]
+            paths.append([it[0, 0, : scale * layout.size[0], : scale * layout.size[1]] for it in iterates])
+    frames = [_planes_to_image(list(planes), header, scale) for planes in zip(*paths)]
+    return (frames[-1], frames) if return_trajectory else frames[-1]
+
+
+def _planes_to_image(planes: list[torch.Tensor], header: ContainerHeader, scale: int) -> torch.Tensor:
     H, W = scale * header.height, scale * header.width
     if header.channels == 1:
         rgb = planes[0].unsqueeze(0)
