@@ -150,3 +150,15 @@ def test_hostile_files_raise_only_format_errors_quickly(encoded):
         assert image.dim() == 3, label
     assert time.perf_counter() - start < 60
     assert accepted < len(cases) // 10
+
+
+def test_one_search_serves_every_quality(photo):
+    """The benchmark sweep reuses one search: its files must be exactly compress()'s."""
+    from neural_collages.codecs import PifsSweep
+
+    sweep = PifsSweep()
+    image = (photo * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    for q in (2, 7):  # both quantisation presets
+        data = sweep.encode(image, q)
+        assert data == compress(torch.from_numpy(image).permute(2, 0, 1).float() / 255, "pifs", q)
+        assert sweep.last_encode_seconds > 0

@@ -47,6 +47,8 @@ NUM_ISOMETRIES = 8
 #: On Kodak they span about 0.08 to 1.1 bits per pixel.
 QUALITY_LAMBDAS = {1: 3000.0, 2: 1600.0, 3: 800.0, 4: 400.0, 5: 200.0, 6: 100.0, 7: 50.0, 8: 25.0}
 DEFAULT_QUALITY = 4
+#: Qualities from this one up quantise scales to 31 levels and means in steps of 2 (else 15 and 3).
+FINE_QUANTISATION_FROM = 7
 #: Largest decode scale accepted from the command line and the library (output pixels bounded too).
 MAX_SCALE = 16
 
@@ -60,8 +62,10 @@ class PifsConfig:
     #: Domain lattice stride per block size: half the block (denser = better matches, slower).
     domain_strides: tuple[int, ...] = (16, 8, 4, 4)
     s_max: float = 1.2
-    s_levels: int = 15  # s is quantised to {−s_levels … s_levels} · s_max / s_levels (5 bits)
-    mean_step: int = 2
+    #: s is quantised to {−s_levels … s_levels} · s_max / s_levels; None: by quality (see below).
+    s_levels: int | None = None
+    #: Quantisation step of block means (8-bit units); None: by quality.
+    mean_step: int | None = None
     chroma_weight: float = 0.25  # λ multiplier for chroma planes (4:2:0)
     decode_steps: int = 12
     #: Blocks whose variance (per pixel, 8-bit units²) is below this are coded flat without search.
@@ -70,6 +74,15 @@ class PifsConfig:
     def __post_init__(self):
         if self.quality not in QUALITY_LAMBDAS:
             raise ConfigurationError(f"quality must be one of {sorted(QUALITY_LAMBDAS)}, got {self.quality!r}")
+        # Coarser scales and means pay off at low rates, finer ones at the top qualities
+        # (measured on Kodak; see docs/pifs.md).
+        fine = self.quality >= FINE_QUANTISATION_FROM
+        if self.s_levels is None:
+            object.__setattr__(self, "s_levels", 15 if fine else 7)
+        if self.mean_step is None:
+            object.__setattr__(self, "mean_step", 2 if fine else 3)
+        if type(self.s_levels) is not int or type(self.mean_step) is not int:
+            raise ConfigurationError("s_levels and mean_step must be integers")
         sizes = self.block_sizes
         if len(sizes) != len(self.domain_strides) or not 1 <= len(sizes) <= 6:
             raise ConfigurationError("give 1-6 block sizes and one domain stride per block size")
@@ -198,14 +211,26 @@ def _usable_levels(size: tuple[int, int], config: PifsConfig) -> list[bool]:
 # ----------------------------------------------------------------------------- encoder
 @dataclass
 class LevelAnalysis:
-    """Best fractal fit of every block of one level, and its flat alternative."""
+    """Best fractal fit of every block of one level (before quantisation), and its flat alternative.
+
+    The fit's error for any quantised scale ``s`` is ``syy − 2 s·sxy + s²·sxx``, so one search
+    serves every quantisation (:meth:`quantised`).
+    """
 
     mean: torch.Tensor  # (R,) block means
-    q: torch.Tensor  # (R,) quantised scale level (0 = flat)
+    scale: torch.Tensor  # (R,) optimal clamped scale of the best candidate (0 where not searched)
     candidate: torch.Tensor  # (R,) candidate number (domain · 8 + isometry)
-    err_fractal: torch.Tensor  # (R,) squared error of the quantised centred fit
-    err_flat: torch.Tensor  # (R,) squared error of the mean alone
+    syy: torch.Tensor  # (R,) squared error of the mean alone (the flat leaf)
+    sxy: torch.Tensor  # (R,) centred cross product with the chosen candidate
+    sxx: torch.Tensor  # (R,) centred energy of the chosen candidate
     num_domains: int
+
+    def quantised(self, config: "PifsConfig") -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale levels ``q`` (0 = flat) and the squared error of the quantised fit."""
+        q = torch.round(self.scale / config.s_step).clamp(-config.s_levels, config.s_levels)
+        s = q * config.s_step
+        err = (self.syy - 2 * s * self.sxy + s * s * self.sxx).clamp(min=0)
+        return q.long(), err
 
 
 def analyse_plane(plane: torch.Tensor, qt: QuadtreeCollage, config: PifsConfig, progress=None) -> list[LevelAnalysis]:
@@ -219,20 +244,22 @@ def analyse_plane(plane: torch.Tensor, qt: QuadtreeCollage, config: PifsConfig, 
         centred = ranges - mean[:, None]
         syy = centred.pow(2).sum(-1)
         R, P = centred.shape
-        q = torch.zeros(R, dtype=torch.long)
+        scale = torch.zeros(R, dtype=centred.dtype)
         candidate = torch.zeros(R, dtype=torch.long)
-        err = syy.clone()
+        sxy = torch.zeros(R, dtype=centred.dtype)
+        sxx = torch.zeros(R, dtype=centred.dtype)
         active = (syy > config.flat_variance * P).nonzero()[:, 0] if usable[level] else torch.zeros(0, dtype=torch.long)
         if active.numel():
             cands = op.candidates(x)[0, 0].detach()
             idx, s, _ = best_affine_matches(centred[active], cands, config.s_max, progress=progress)
-            qa = torch.round(s / config.s_step).clamp(-config.s_levels, config.s_levels).long()
-            fit = centred[active] - (qa.to(centred.dtype) * config.s_step)[:, None] * cands[idx]
-            q[active], candidate[active], err[active] = qa, idx, fit.pow(2).sum(-1)
-            del cands
+            chosen = cands[idx]
+            scale[active], candidate[active] = s, idx
+            sxy[active] = (centred[active] * chosen).sum(-1)
+            sxx[active] = chosen.pow(2).sum(-1)
+            del cands, chosen
         if progress is not None:
             progress.update(R - active.numel())
-        out.append(LevelAnalysis(mean, q, candidate, err, syy, op.num_domains))
+        out.append(LevelAnalysis(mean, scale, candidate, syy, sxy, sxx, op.num_domains))
     return out
 
 
@@ -270,11 +297,12 @@ def decide_quadtree(
     leaf_cost = []
     for level, a in enumerate(analyses):
         n = config.block_sizes[level]
-        sym = a.q + config.s_levels
+        q, err_fractal = a.quantised(config)
+        sym = q + config.s_levels
         dom_bits = math.log2(a.num_domains) if a.num_domains > 1 else 0.0
-        j_fractal = a.err_fractal + lam * (rates.scale_bits[level][sym] + rates.iso_bits + dom_bits + rates.mean_bits)
-        j_flat = a.err_flat + lam * (rates.scale_bits[level][config.s_levels] + rates.mean_bits)
-        use = (a.q != 0) & (j_fractal < j_flat)
+        j_fractal = err_fractal + lam * (rates.scale_bits[level][sym] + rates.iso_bits + dom_bits + rates.mean_bits)
+        j_flat = a.syy + lam * (rates.scale_bits[level][config.s_levels] + rates.mean_bits)
+        use = (q != 0) & (j_fractal < j_flat)
         cost = torch.where(use, j_fractal, j_flat)
         if level < levels - 1:
             cost = cost + lam * rates.flag_bits
@@ -335,12 +363,13 @@ def plane_symbols(tree: Quadtree, fractal, analyses: list[LevelAnalysis], config
     residuals: list[int] = []
     values: list[int] = []
     step, limit = config.mean_step, config.mean_levels
+    quantised = [a.quantised(config)[0] for a in analyses]
     for leaf in tree.leaves:
         n = config.block_sizes[leaf.level]
         r = (leaf.y // n) * (W // n) + leaf.x // n
         a = analyses[leaf.level]
         if bool(fractal[leaf.level][leaf.y // n, leaf.x // n]):
-            q = int(a.q[r])
+            q = int(quantised[leaf.level][r])
             cand = int(a.candidate[r])
             domains[leaf.level].append(cand // NUM_ISOMETRIES)
             isos.append(cand % NUM_ISOMETRIES)
