@@ -294,7 +294,7 @@ def _main(args, argv) -> int:
             meta = {**meta_common, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "started": started.isoformat(timespec="seconds"),
                     "codec_wall_time_s": round(time.perf_counter() - t0, 3),
-                    "versions": codec.versions(), "published": False}
+                    "versions": getattr(codec, "versions", dict)(), "published": False}
             written.append(write_result(out_dir, codec, sweep, results, per_image, meta))
     for path in written:
         print(f"wrote {_display(path)}")

@@ -85,6 +85,14 @@ class PifsSweep:
         self.last_encode_seconds = search_seconds + time.perf_counter() - t0
         return data
 
+    def versions(self) -> dict[str, str]:
+        import constriction
+
+        from .. import __version__
+
+        return {"neural_collages": __version__, "torch": torch.__version__,
+                "constriction": getattr(constriction, "__version__", "?")}
+
     def decode(self, data: bytes):
         from ..images import to_uint8
 
