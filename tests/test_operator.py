@@ -402,3 +402,24 @@ def test_sparse_decode_is_bit_exact_across_thread_counts(name):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, many)
+
+
+@pytest.mark.parametrize("name", ["whole_image_aux", "centred_multiscale_aux"])
+def test_aux_weights_do_not_count_in_the_lipschitz_bound(name):
+    # Aux patches are constants: large aux weights must neither break the contraction nor the bound.
+    op = make(name)
+    g = torch.Generator().manual_seed(11)
+    u = torch.randn(3, op.weight_channels, op.num_ranges, op.num_candidates, generator=g, dtype=torch.float64)
+    u[..., op.num_candidates - op.num_aux:] *= 50
+    code = op.parametrize_domains(u, torch.rand(3, op.channels, op.num_ranges, generator=g, dtype=torch.float64))
+    bound = op.lipschitz_bound(code)
+    assert float(bound.max()) <= op.s_max + 1e-12
+    assert float(contraction_bound(code).min()) > 1  # the all-candidate sum is far above 1
+    z1 = torch.randn(3, op.channels, *op.size, generator=g, dtype=torch.float64)
+    z2 = z1 + torch.randn(z1.shape, generator=g, dtype=torch.float64)
+    lhs = (op.step(z1, code) - op.step(z2, code)).abs().flatten(1).amax(1)
+    assert torch.all(lhs <= bound * (z1 - z2).abs().flatten(1).amax(1) + 1e-12)
+    image, stats = op.decode(code, tol=1e-10, max_steps=1000)
+    assert stats.converged
+    with pytest.raises(CodeError):
+        op.parametrize_domains(u[..., :-1], code.bias)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .codes import Code, DenseCode, SparseCode, _check_s_max, contraction_bound
+from .codes import Code, DenseCode, SparseCode, _check_s_max, contraction_bound, contractive_weights
 from .errors import CodeError, ConfigurationError
 from .partitions import (
     ISOMETRY_NAMES,
@@ -572,11 +572,39 @@ class CollageOperator(nn.Module):
     def lipschitz_bound(self, code: Code) -> torch.Tensor:
         """Sup-norm Lipschitz bound of one step with ``code``, per sample.
 
-        ``contraction_bound(code)`` (``max Σ|w|``), doubled for a centred operator, since
-        ``‖x − mean(x)‖_∞ ≤ 2‖x‖_∞``.
+        ``max_{c,r} Σ_d |w_crd|`` over the *domain* candidates only: auxiliary patches do not
+        depend on the image, so their weights add constants and never affect the contraction
+        (a code may weight them freely). Doubled for a centred operator, since
+        ``‖x − mean(x)‖_∞ ≤ 2‖x‖_∞``. :func:`contraction_bound` (all candidates) is never smaller.
         """
-        bound = contraction_bound(code)
+        n_dom = self.num_candidates - self.num_aux
+        if isinstance(code, DenseCode):
+            weights = code.weights[..., :n_dom]
+        elif isinstance(code, SparseCode):
+            weights = torch.where(code.index < n_dom, code.scale, torch.zeros_like(code.scale))
+        else:
+            raise CodeError(f"expected a DenseCode or SparseCode, got {type(code).__name__}")
+        if weights.shape[-1] == 0:
+            bound = torch.zeros(weights.shape[0], dtype=weights.dtype, device=weights.device)
+        else:
+            bound = weights.detach().abs().sum(dim=-1).flatten(1).amax(dim=1)
         return 2 * bound if self.centred else bound
+
+    def parametrize_domains(self, weights: torch.Tensor, bias: torch.Tensor, s_max: float | None = None) -> DenseCode:
+        """A :class:`DenseCode` whose *domain* weights are contractive and whose aux weights are free.
+
+        The domain part goes through :func:`contractive_weights` with ``s_max`` (default
+        ``self.s_max``, halved for a centred operator) so that :meth:`lipschitz_bound` ≤ ``s_max``;
+        the auxiliary-patch weights (constants, see :meth:`lipschitz_bound`) pass unchanged.
+        """
+        s_max = self.s_max if s_max is None else _check_s_max(s_max)
+        if self.centred:
+            s_max = s_max / 2
+        n_dom = self.num_candidates - self.num_aux
+        if weights.shape[-1] != self.num_candidates:
+            raise CodeError(f"expected {self.num_candidates} weights per range, got {weights.shape[-1]}")
+        dom = contractive_weights(weights[..., :n_dom], s_max) if n_dom else weights[..., :0]
+        return DenseCode(torch.cat([dom, weights[..., n_dom:]], dim=-1), bias)
 
     # ------------------------------------------------------------------ decoding
     def decode(
