@@ -358,3 +358,49 @@ def test_coder_quantisation_matches_documented_integer_formula():
         if i:
             assert symbol_at(int(left[i]) - 1) == i - 1
     assert symbol_at(2**24 - 1) == k - 1
+
+
+import neural_collages.table_coding as tc  # noqa: E402
+
+
+def test_in_order_coding_round_trip_with_context_dependent_tables():
+    rng = np.random.default_rng(5)
+    pmf = rng.random((6, 31)) ** 4
+    tables = tc.FrequencyTables(tc.quantise_pmf(pmf), np.full(6, -15))
+    # Table of each symbol depends on the previous batch (a toy context model).
+    batches = [rng.integers(-15, 16, size=50) for _ in range(8)]
+    tis = [np.zeros(50, dtype=np.int64)]
+    for b in batches[:-1]:
+        tis.append((np.abs(b) % 6).astype(np.int64))
+    data = tc.encode_in_order(np.concatenate(batches), np.concatenate(tis), tables)
+    dec = tc.InOrderDecoder(data, tables, max_symbols=400)
+    prev = None
+    for b in batches:
+        ti = np.zeros(50, dtype=np.int64) if prev is None else (np.abs(prev) % 6).astype(np.int64)
+        prev = dec.decode(ti)
+        np.testing.assert_array_equal(prev, b)
+    dec.finish()
+    ideal = tables.bits(np.concatenate(batches), np.concatenate(tis)) / 8
+    assert len(data) <= ideal * 1.01 + 16
+
+
+def test_in_order_decoder_rejects_hostile_data():
+    tables = tc.FrequencyTables(tc.quantise_pmf(np.ones((2, 5))), np.zeros(2, dtype=np.int64))
+    data = tc.encode_in_order(np.arange(5) % 5, np.zeros(5, dtype=np.int64), tables)
+    with pytest.raises(FormatError):
+        tc.InOrderDecoder(data[:-1], tables, 10)
+    with pytest.raises(FormatError):
+        tc.InOrderDecoder(data + b"\0", tables, 10)
+    dec = tc.InOrderDecoder(data, tables, 4)
+    with pytest.raises(FormatError):
+        dec.decode(np.zeros(5, dtype=np.int64))
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        bad = bytearray(data)
+        bad[1 + int(rng.integers(len(data) - 1))] ^= 1 << int(rng.integers(8))
+        dec = tc.InOrderDecoder(bytes(bad), tables, 10)
+        try:
+            dec.decode(np.zeros(5, dtype=np.int64))
+            dec.finish()
+        except FormatError:
+            continue

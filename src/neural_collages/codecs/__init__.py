@@ -10,26 +10,37 @@ import torch
 
 from ..container import unpack
 from ..errors import ConfigurationError, FormatError
-from . import pifs
+from . import neural, pifs
 
-#: Codec name -> (module, quality levels). Every module has ``encode``, ``decode_parts`` and
-#: ``config_from_params``.
-CODECS = {"pifs": (pifs, tuple(sorted(pifs.QUALITY_LAMBDAS)))}
-
-
-def quality_levels(codec: str) -> tuple[int, ...]:
-    if codec not in CODECS:
-        raise ConfigurationError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
-    return CODECS[codec][1]
+#: Codec name -> decoder module. Every module has ``decode_parts`` and ``config_from_params``.
+CODECS = {"pifs": pifs, "neural": neural}
 
 
-def compress(image: torch.Tensor, codec: str = "pifs", quality: int | None = None, progress: bool = False) -> bytes:
-    """Compress a float image ``(C, H, W)`` in ``[0, 1]`` to the bytes of a ``.clg`` file."""
-    levels = quality_levels(codec)
+def quality_levels(codec: str, model: str | None = None) -> tuple[int, ...]:
+    """Quality levels of ``codec`` (for the neural codec: of its ``model``), 1 = smallest files."""
     if codec == "pifs":
+        return tuple(sorted(pifs.QUALITY_LAMBDAS))
+    if codec == "neural":
+        return neural.available_qualities(model or neural.DEFAULT_MODEL)
+    raise ConfigurationError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
+
+
+def compress(image: torch.Tensor, codec: str = "pifs", quality: int | None = None, progress: bool = False,
+             model: str | None = None) -> bytes:
+    """Compress a float image ``(C, H, W)`` in ``[0, 1]`` to the bytes of a ``.clg`` file.
+
+    ``model`` (neural codec only) picks the trained model family: ``photo`` or ``aerial``.
+    """
+    levels = quality_levels(codec, model)
+    if codec == "pifs":
+        if model is not None:
+            raise ConfigurationError("--model applies to the neural codec only")
         config = pifs.PifsConfig(quality=pifs.DEFAULT_QUALITY if quality is None else quality)
         return pifs.encode(image, config, progress=progress)
-    raise ConfigurationError(f"codec {codec!r} cannot compress (qualities {levels})")  # pragma: no cover
+    if not levels:
+        raise ConfigurationError(f"no {model or neural.DEFAULT_MODEL} models are shipped with this build")
+    default = neural.DEFAULT_QUALITY if neural.DEFAULT_QUALITY in levels else levels[0]
+    return neural.encode(image, model or neural.DEFAULT_MODEL, default if quality is None else quality)
 
 
 def decompress(data: bytes, scale: int = 1, return_trajectory: bool = False):
@@ -40,7 +51,7 @@ def decompress(data: bytes, scale: int = 1, return_trajectory: bool = False):
     header, payload = unpack(data)
     if header.codec not in CODECS:
         raise FormatError(f"no decoder for codec {header.codec!r} in this build")
-    module = CODECS[header.codec][0]
+    module = CODECS[header.codec]
     config = module.config_from_params(header.params)
     return module.decode_parts(header, payload, config, scale, return_trajectory=return_trajectory)
 
@@ -99,6 +110,32 @@ class PifsSweep:
         return to_uint8(decompress(data)).permute(1, 2, 0).contiguous().numpy()
 
 
+class NeuralBenchmark:
+    """The Neural Collage codec (photo model) for ``benchmarks/``' harness (the ``ImageCodec`` protocol)."""
+
+    name = "neural"
+    description = (
+        "Neural Collage codec (neural_collages): CNN encoder -> dense collage codes on 32-px crops "
+        "(local 2:1 domains x 8 isometries + 63 learned aux patches, centred maps), YCbCr 4:2:0, "
+        "DPCM range means, factorized learned prior with integer tables, constriction range coding"
+    )
+
+    def __init__(self, model: str = "photo"):
+        self.model = model
+        self.qualities = neural.available_qualities(model)
+
+    def encode(self, image, quality) -> bytes:
+        x = torch.from_numpy(image).permute(2, 0, 1).to(torch.float32) / 255.0
+        return neural.encode(x, self.model, quality)
+
+    def decode(self, data: bytes):
+        from ..images import to_uint8
+
+        return to_uint8(decompress(data)).permute(1, 2, 0).contiguous().numpy()
+
+    versions = PifsSweep.versions
+
+
 def benchmark_codecs():
     """Codecs for ``benchmarks/``' rate–distortion harness (see ``benchmarks/codecs.py``)."""
-    return [PifsSweep]
+    return [PifsSweep, NeuralBenchmark]

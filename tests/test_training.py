@@ -1,0 +1,142 @@
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from neural_collages.cli import main
+from neural_collages.errors import FormatError, OutputExistsError
+from neural_collages.models import NeuralCodecConfig, NeuralCollageCodec
+from neural_collages.training import TrainOptions, load_checkpoint, rd_loss, train
+
+TINY = dict(width=16, blocks=1, train_decode_steps=3, lam=0.01)
+
+
+def _images(n=3, size=96, seed=0):
+    """Smooth synthetic photos: low-frequency colour fields plus an edge (compressible, not constant)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        low = torch.rand(1, 3, 4, 4, generator=g)
+        img = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False)[0]
+        img[:, size // 3:, : size // 2] *= 0.5
+        out.append((img.clamp(0, 1) * 255).round().to(torch.uint8))
+    return out
+
+
+def _fixed_loss(model, batch):
+    torch.manual_seed(123)
+    with torch.no_grad():
+        return float(rd_loss(model(batch), model.config.lam))
+
+
+def test_a_tiny_training_run_lowers_the_loss(tmp_path):
+    torch.manual_seed(0)
+    images = _images()
+    batch = torch.stack([im[:, :64, :64] for im in images]).float() / 255
+    before = _fixed_loss(NeuralCollageCodec(NeuralCodecConfig(**TINY)), batch)
+    opts = TrainOptions(corpus=tmp_path, out=tmp_path / "run", steps=60, batch=4, lr=3e-3, progress=False,
+                        checkpoint_every=30)
+    summary = train(opts, NeuralCodecConfig(**TINY), images=images)
+    assert summary["steps"] == 60
+    model, _, step, _ = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
+    assert step == 60
+    after = _fixed_loss(model, batch)
+    assert after < 0.8 * before, (before, after)
+    assert (tmp_path / "run" / "log.jsonl").read_text().count("\n") == 1  # one line per 50 steps
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    images = _images()
+    opts = TrainOptions(corpus=tmp_path, out=tmp_path / "run", steps=20, batch=2, progress=False, checkpoint_every=10)
+    train(opts, NeuralCodecConfig(**TINY), images=images)
+    opts.steps, opts.resume = 30, True
+    messages = []
+    summary = train(opts, images=images, log=messages.append)
+    assert summary["steps"] == 30 and "step 20" in messages[0]
+    model, tensors, step, _ = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
+    assert step == 30
+    assert int(tensors["optim.0.step"]) == 30  # the Adam state travelled through the checkpoint
+
+
+def test_checkpoints_are_validated(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(FormatError):
+        load_checkpoint(bad)
+
+
+def test_cli_train_writes_a_model_and_refuses_to_clobber(tmp_path, monkeypatch, capsys):
+    import neural_collages.data as data
+
+    monkeypatch.setattr(data, "load_corpus", lambda path: _images())
+    out = tmp_path / "run"
+    args = ["train", str(tmp_path), str(out), "--steps", "4", "--batch", "2", "--lam", "0.01"]
+    assert main(args) == 0
+    assert (out / "model.safetensors").exists()
+    assert main(args) == 2  # a checkpoint exists: needs --resume or --force
+    assert "checkpoint" in capsys.readouterr().err
+    assert main(args + ["--resume", "--steps", "6"]) == 0
+    assert load_checkpoint(out / "checkpoint.safetensors")[2] == 6
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, batch, path):
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = NeuralCollageCodec(NeuralCodecConfig(**TINY))
+    net = torch.nn.parallel.DistributedDataParallel(model)
+    torch.manual_seed(100 + rank)  # the quantisation noise of this half
+    loss = rd_loss(net(batch[rank::world]), model.config.lam)
+    loss.backward()
+    if rank == 0:
+        torch.save({n: p.grad for n, p in model.named_parameters()}, path)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_matches_single_process_gradients(tmp_path):
+    images = _images(4)
+    batch = torch.stack([im[:, :64, :64] for im in images]).float() / 255
+    path = tmp_path / "ddp_grads.pt"
+    mp.spawn(_ddp_worker, args=(2, _free_port(), batch, str(path)), nprocs=2, join=True)
+    ddp = torch.load(path)
+    torch.manual_seed(0)
+    model = NeuralCollageCodec(NeuralCodecConfig(**TINY))
+    total = None
+    for rank in range(2):
+        model.zero_grad()
+        torch.manual_seed(100 + rank)
+        rd_loss(model(batch[rank::2]), model.config.lam).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        total = grads if total is None else {n: total[n] + grads[n] for n in grads}
+    for name, grad in total.items():
+        torch.testing.assert_close(ddp[name], grad / 2, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def _train_worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    opts = TrainOptions(corpus=out, out=out / "run", steps=3, batch=2, progress=False)
+    summary = train(opts, NeuralCodecConfig(**TINY), images=_images())
+    torch.save(summary["steps"], out / f"steps{rank}.pt")
+
+
+@pytest.mark.slow
+def test_training_script_runs_data_parallel_over_gloo(tmp_path):
+    # What `torchrun --nproc-per-node 2 collage train ...` does: every rank runs train().
+    mp.spawn(_train_worker, args=(2, _free_port(), tmp_path), nprocs=2, join=True)
+    assert [torch.load(tmp_path / f"steps{r}.pt") for r in range(2)] == [3, 3]
+    model, _, step, options = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
+    assert step == 3 and options["world"] == 2
