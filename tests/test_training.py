@@ -140,3 +140,20 @@ def test_training_script_runs_data_parallel_over_gloo(tmp_path):
     assert [torch.load(tmp_path / f"steps{r}.pt") for r in range(2)] == [3, 3]
     model, _, step, options = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
     assert step == 3 and options["world"] == 2
+
+
+def test_refit_mean_prior_adds_contexts_and_keeps_the_rest():
+    from neural_collages.training import refit_mean_prior
+
+    torch.manual_seed(0)
+    model = NeuralCollageCodec(NeuralCodecConfig(**TINY))
+    new = refit_mean_prior(model, _images(), steps=30, patch=64, batch=2)
+    assert new.config.mean_context and not model.config.mean_context
+    assert new.mean_prior.mix_logit.shape[0] == 3 * 5
+    for name, tensor in model.state_dict().items():
+        if not name.startswith("mean_prior."):
+            assert torch.equal(tensor, new.state_dict()[name]), name
+    batch = torch.stack([im[:, :64, :64] for im in _images()]).float() / 255
+    with torch.no_grad():
+        bits = [float(m.mean_bits(*m.mean_grids(*m.planes(batch)[1:]), noisy=False).mean()) for m in (model, new)]
+    assert bits[1] < bits[0]

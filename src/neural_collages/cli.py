@@ -38,11 +38,12 @@ def _positive_int(text: str) -> int:
 def _add_demo_parser(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="compress an image with the fractal codec, decode it at 1x and zoomed, compare with JPEG",
+        help="compress an image with the fractal and the Neural Collage codecs, decode at 1x and zoomed, compare with JPEG",
         description=(
             "Compress an image (the bundled sample by default) with the fractal PIFS codec (exact exhaustive "
-            "search, rate-distortion quadtree, entropy coding), decode the file at 1x and at --scale (fractal "
-            "zoom), and compare with Pillow JPEG at the same file size. Writes the files to --out."
+            "search, rate-distortion quadtree, entropy coding) and with the Neural Collage codec (shipped photo "
+            "model, the quality closest in size), decode the files at 1x and at --scale (fractal zoom), and "
+            "compare with Pillow JPEG at the fractal file's size. Writes the files to --out."
         ),
     )
     p.add_argument("--image", type=Path, default=None, help="input image (PNG/JPEG); default: bundled sample")
@@ -107,6 +108,9 @@ def run_demo(args) -> int:
         "zoomed": args.out / f"decoded_{s}x.png",
         "nearest": args.out / f"nearest_{s}x.png",
         "jpeg": args.out / "jpeg_same_size.jpg",
+        "neural_file": args.out / "image_neural.clg",
+        "neural_decoded": args.out / "decoded_neural_1x.png",
+        "neural_zoomed": args.out / f"decoded_neural_{s}x.png",
     }
     if args.animate:
         outputs["animation"] = args.out / "decode.gif"
@@ -144,6 +148,18 @@ def run_demo(args) -> int:
     print(f"image    {path} ({W}x{H})")
     print(f"fractal  {len(data):7d} bytes  {bpp:.3f} bpp  PSNR {ours:.2f} dB  "
           f"(encode {t_encode:.2f} s, decode {t_decode:.3f} s, {s}x zoom {t_zoom:.2f} s)")
+    # The Neural Collage codec with the shipped photo model at the quality closest in size.
+    t0 = time.perf_counter()
+    candidates = [(q, compress(image, "neural", q)) for q in quality_levels("neural", "photo")]
+    t_neural = (time.perf_counter() - t0) / len(candidates)
+    q_neural, neural_data = min(candidates, key=lambda c: abs(len(c[1]) - len(data)))
+    neural_decoded = decompress(neural_data)
+    neural_zoomed = decompress(neural_data, scale=s)
+    atomic_write_bytes(outputs["neural_file"], neural_data, force=args.force)
+    save_image(neural_decoded, outputs["neural_decoded"], force=args.force)
+    save_image(neural_zoomed, outputs["neural_zoomed"], force=args.force)
+    print(f"neural   {len(neural_data):7d} bytes  {8 * len(neural_data) / (H * W):.3f} bpp  "
+          f"PSNR {float(psnr(image, neural_decoded)):.2f} dB  (quality {q_neural}, encode {t_neural:.2f} s)")
     jpeg = _jpeg_at_most(to_uint8(image).permute(1, 2, 0).numpy(), len(data))
     if jpeg is None:
         del outputs["jpeg"]
@@ -284,6 +300,9 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--crop", type=_positive_int, default=32, help="crop size of the codec (default: %(default)s)")
     p.add_argument("--mean-step", type=float, default=2.0, help="quantisation step of range means (8-bit units)")
+    p.add_argument("--no-context", action="store_true",
+                   help="factorized coefficient tables without the row-above context (smaller model, ~10%% more bits)")
+    p.add_argument("--no-mean-context", action="store_true", help="mean residual tables without context")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads per process")
@@ -307,7 +326,8 @@ def run_train(args) -> int:
     if args.force and not args.resume:
         for name in ("checkpoint.safetensors", "log.jsonl"):
             (args.out / name).unlink(missing_ok=True)
-    config = NeuralCodecConfig(crop=args.crop, mean_step=args.mean_step, lam=args.lam)
+    config = NeuralCodecConfig(crop=args.crop, mean_step=args.mean_step, lam=args.lam, context=not args.no_context,
+                               mean_context=not args.no_mean_context)
     options = TrainOptions(corpus=args.corpus, out=args.out, steps=args.steps, batch=args.batch, lr=args.lr,
                            seed=args.seed, resume=args.resume, device=args.device,
                            max_seconds=None if args.minutes is None else 60.0 * args.minutes)

@@ -52,6 +52,7 @@ class PreparedCode:
     pixel_range: torch.Tensor | None = None  # sparse: (N,) range of each output pixel
     positions: torch.Tensor | None = None  # sparse on a range subset: (N,) raster positions written
     domain: torch.Tensor | None = None  # centred sparse: (B, Cw, R, k) domain cell of each pick, -1 for aux
+    bias_index: torch.Tensor | None = None  # sparse: (B·C·N,) position of each pixel's bias in the flat (B, C, R) bias
 
 
 def _pair_list(value, name: str) -> list[tuple[int, int]]:
@@ -493,7 +494,12 @@ class CollageOperator(nn.Module):
         if self.centred:
             n_dom = self.num_candidates - self.num_aux
             domain = torch.where(code.index < n_dom, code.index // len(self.isometries or [0]), -1)
-        return PreparedCode("sparse", scale, code, idx, scales, pixel_range, positions, domain)
+        # Per-pixel biases by one flat gather: index_select along dim 2 of a (B, C, R) tensor
+        # is ~20x slower on CPU than on a flat vector (measured).
+        bias_index = (torch.arange(B * C, device=device)[:, None] * R + pixel_range[None, :]).reshape(-1)
+        if B * C * R < 2**31:
+            bias_index = bias_index.to(torch.int32)
+        return PreparedCode("sparse", scale, code, idx, scales, pixel_range, positions, domain, bias_index)
 
     def apply_prepared(self, z: torch.Tensor, prepared: PreparedCode, out: torch.Tensor | None = None) -> torch.Tensor:
         """One step with a code from :meth:`prepare`.
@@ -513,7 +519,7 @@ class CollageOperator(nn.Module):
         constant = code.bias  # (B, C, R)
         if prepared.domain is not None:
             constant = constant - self._picked_means(buffer, prepared, scale)
-        values = constant.index_select(2, prepared.pixel_range)
+        values = torch.index_select(constant.reshape(-1), 0, prepared.bias_index).reshape(B, C, -1)
         flat = buffer.reshape(-1)
         for j in range(prepared.index.shape[1]):
             picked = torch.index_select(flat, 0, prepared.index[:, j].reshape(-1)).reshape(B, C, -1)

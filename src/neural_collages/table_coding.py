@@ -228,7 +228,7 @@ class FrequencyTables:
     :class:`ConfigurationError`.
     """
 
-    __slots__ = ("counts", "offsets", "_neg_log2")
+    __slots__ = ("counts", "offsets", "_neg_log2", "_probs64")
 
     def __init__(self, counts, offsets=None) -> None:
         try:
@@ -268,6 +268,7 @@ class FrequencyTables:
         neg = PRECISION_BITS - np.log2(c.astype(np.float64))
         neg.flags.writeable = False
         self._neg_log2 = neg
+        self._probs64 = None  # float64 counts / 2**16, built on first in-order use
 
     @classmethod
     def from_pmf(cls, pmf, offsets=None) -> "FrequencyTables":
@@ -517,7 +518,10 @@ _ROWS_PER_CALL = 1 << 14
 
 
 def _row_models(tables: FrequencyTables, ti: np.ndarray) -> np.ndarray:
-    return tables.counts[ti].astype(np.float64) / float(_TOTAL)
+    # One gather from the (exact) float64 probability table, computed once per tables object.
+    if tables._probs64 is None:
+        tables._probs64 = tables.counts.astype(np.float64) / float(_TOTAL)
+    return tables._probs64[ti]
 
 
 def _encode_in_order_words(sym: np.ndarray, ti: np.ndarray, tables: FrequencyTables) -> np.ndarray:

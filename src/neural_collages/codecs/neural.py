@@ -16,12 +16,13 @@ model's tables and patches, so a file is never decoded with weights other than i
 Decoding rebuilds the dense codes and iterates the collage operators to their fixed point at any
 integer scale.
 
-Payload (version 1): varint length of the coefficient stream, the coefficient stream
-(:func:`table_coding.encode_in_order`), the mean stream (:func:`table_coding.encode`).
+Payload (version 1): varint length of the coefficient stream, the coefficient stream, the mean
+stream (both :func:`table_coding.encode_in_order`).
 Coefficients are coded range by range over the image-wide range grids in raster order (luma,
 then Cb, then Cr), all candidates of a range together; a context model picks each range's
 tables from the nonzero counts of the row above, so the decoder decodes a row at a time.
-Mean residuals: the luma grid in raster order, then Cb, then Cr.
+Mean residuals: the luma grid in raster order, then Cb, then Cr; a mean-context model picks each
+row's tables from the activity of the decoded row above.
 """
 
 from __future__ import annotations
@@ -39,13 +40,25 @@ from .. import table_coding
 from ..container import ContainerHeader, pack, unpack
 from ..errors import ConfigurationError, FormatError
 from ..images import MAX_PIXELS
-from ..models.collage_codec import RANGE, NeuralCollageCodec, context_grid, from_crops, to_crops
+from ..models.collage_codec import (
+    NUM_MEAN_CONTEXTS,
+    RANGE,
+    NeuralCollageCodec,
+    context_grid,
+    from_crops,
+    mean_context_grid,
+    to_crops,
+)
 
 PAYLOAD_VERSION = 1
 MODELS = ("photo", "aerial")
 DEFAULT_MODEL = "photo"
 DEFAULT_QUALITY = 2
 MAX_SCALE = 16
+#: Rounding dead zone of the encoder (see ``NeuralCollageCodec.quantise``). Measured on six Kodak
+#: images over the four photo qualities: 0.1 / 0.2 / 0.3 give BD-rate −3.6 / −4.3 / −3.4 % against
+#: rounding to nearest; the decoder is unaffected.
+ENCODER_DEADZONE = 0.2
 _MODEL_NAME = re.compile(r"^(photo|aerial)-q([1-9])$")
 
 
@@ -114,25 +127,55 @@ def _dpcm_residuals(grid: np.ndarray, first: int) -> np.ndarray:
     return grid - pred
 
 
-def _dpcm_inverse(residuals: np.ndarray, first: int) -> np.ndarray:
-    h, w = residuals.shape
-    g = np.zeros((h, w), dtype=np.int64)
-    r = residuals.tolist()
-    rows = g.tolist()
-    for y in range(h):
-        row, above = rows[y], rows[y - 1] if y else None
-        res = r[y]
-        for x in range(w):
-            if y == 0:
-                pred = first if x == 0 else row[x - 1]
-            elif x == 0:
-                pred = above[0]
+def _dpcm_row(residuals: list[int], above: list[int] | None, first: int) -> list[int]:
+    """One row of mean indices from its MED residuals and the decoded row above (integer arithmetic)."""
+    row: list[int] = []
+    for x, res in enumerate(residuals):
+        if above is None:
+            pred = first if x == 0 else row[x - 1]
+        elif x == 0:
+            pred = above[0]
+        else:
+            a, b, c = row[x - 1], above[x], above[x - 1]
+            lo, hi = (a, b) if a < b else (b, a)
+            pred = lo if c >= hi else hi if c <= lo else a + b - c
+        row.append(pred + res)
+    return row
+
+
+def _mean_tables(model: NeuralCollageCodec, grid: torch.Tensor, plane: int) -> torch.Tensor:
+    """Table of every mean residual of one plane's index grid ``(h, w)``."""
+    if not model.config.mean_context:
+        return torch.full(grid.shape, plane, dtype=torch.long)
+    return plane * NUM_MEAN_CONTEXTS + mean_context_grid(grid)
+
+
+def _mean_sequence(model: NeuralCollageCodec, mean_y: np.ndarray, mean_c: np.ndarray):
+    """DPCM residuals and their tables in coding order: luma grid (raster), Cb, Cr."""
+    first = model.config.mean_levels // 2
+    values, tables = [], []
+    for plane, grid in enumerate([mean_y, mean_c[0], mean_c[1]]):
+        values.append(_dpcm_residuals(grid, first).ravel())
+        tables.append(_mean_tables(model, torch.from_numpy(grid), plane).reshape(-1).numpy())
+    return np.concatenate(values), np.concatenate(tables)
+
+
+def _decode_means(model: NeuralCollageCodec, decoder, shape_y: tuple[int, int], shape_c: tuple[int, int]):
+    """Decode the three mean grids row by row (a row's tables depend only on the row above)."""
+    first = model.config.mean_levels // 2
+    grids = []
+    for plane, (h, w) in enumerate([shape_y, shape_c, shape_c]):
+        rows: list[list[int]] = []
+        for i in range(h):
+            if model.config.mean_context and i:
+                pair = torch.tensor([rows[-1], rows[-1]])
+                tables = (plane * NUM_MEAN_CONTEXTS + mean_context_grid(pair)[1]).numpy()
             else:
-                a, b, c = row[x - 1], above[x], above[x - 1]
-                lo, hi = (a, b) if a < b else (b, a)
-                pred = lo if c >= hi else hi if c <= lo else a + b - c
-            row[x] = pred + res[x]
-    return np.asarray(rows, dtype=np.int64)
+                tables = np.full(w, plane * (NUM_MEAN_CONTEXTS if model.config.mean_context else 1))
+            residuals = decoder.decode(tables).tolist()
+            rows.append(_dpcm_row(residuals, rows[-1] if rows else None, first))
+        grids.append(np.asarray(rows, dtype=np.int64).reshape(h, w))
+    return grids[0], np.stack(grids[1:])
 
 
 def _layout(width: int, height: int, crop: int) -> tuple[int, int]:
@@ -203,11 +246,6 @@ def _decode_coefficients(model: NeuralCollageCodec, decoder, shape_y: tuple[int,
     return planes[0], torch.stack(planes[1:])
 
 
-def _mean_table_index(shape_y: tuple[int, int], shape_c: tuple[int, int]) -> np.ndarray:
-    ny, nc = shape_y[0] * shape_y[1], shape_c[0] * shape_c[1]
-    return np.concatenate([np.zeros(ny, np.int64), np.ones(nc, np.int64), np.full(nc, 2, np.int64)])
-
-
 def _put_varint(value: int) -> bytes:
     out = bytearray()
     while True:
@@ -244,7 +282,7 @@ def analyse(image: torch.Tensor, loaded: LoadedModel):
     with torch.no_grad():
         ycc, luma, chroma = model.planes(padded)
         w_y, w_c = model.encode_weights(ycc, luma, chroma)
-        q_y, q_c = model.quantise(w_y), model.quantise(w_c)
+        q_y, q_c = model.quantise(w_y, ENCODER_DEADZONE), model.quantise(w_c, ENCODER_DEADZONE)
         grid_y, grid_c = model.mean_grids(luma, chroma)
     levels = model.config.mean_levels
     mean_y = torch.round(grid_y).clamp(0, levels).long()[0, 0].numpy()
@@ -262,12 +300,9 @@ def encode(image: torch.Tensor, model: str = DEFAULT_MODEL, quality: int = DEFAU
         raise ConfigurationError(f"image of {W}x{H} exceeds the pixel limit")
     loaded = load_named_model(model_name(model, quality))
     coefs, mean_y, mean_c, grid = analyse(image.float(), loaded)
-    first = loaded.model.config.mean_levels // 2
-    residuals = np.concatenate([_dpcm_residuals(mean_y, first).ravel()]
-                               + [_dpcm_residuals(mean_c[c], first).ravel() for c in range(2)])
     values, tables = _coefficient_sequence(loaded.model, *_coefficient_grids(loaded.model, coefs, grid))
     coef_bytes = table_coding.encode_in_order(values, tables, loaded.coef_tables)
-    mean_bytes = table_coding.encode(residuals, _mean_table_index(mean_y.shape, mean_c.shape[1:]), loaded.mean_tables)
+    mean_bytes = table_coding.encode_in_order(*_mean_sequence(loaded.model, mean_y, mean_c), loaded.mean_tables)
     payload = _put_varint(len(coef_bytes)) + coef_bytes + mean_bytes
     params = {"payload_version": PAYLOAD_VERSION, "model": loaded.name, "model_digest": loaded.digest}
     return pack(ContainerHeader("neural", W, H, C, params), payload)
@@ -282,12 +317,8 @@ def estimate_bits(image: torch.Tensor, model: str = DEFAULT_MODEL, quality: int 
     """Ideal code length (bits) of the payload's symbols under the model's integer tables."""
     loaded = load_named_model(model_name(model, quality))
     coefs, mean_y, mean_c, grid = analyse(image.float(), loaded)
-    first = loaded.model.config.mean_levels // 2
-    residuals = np.concatenate([_dpcm_residuals(mean_y, first).ravel()]
-                               + [_dpcm_residuals(mean_c[c], first).ravel() for c in range(2)])
     values, tables = _coefficient_sequence(loaded.model, *_coefficient_grids(loaded.model, coefs, grid))
-    return (loaded.coef_tables.bits(values, tables)
-            + loaded.mean_tables.bits(residuals, _mean_table_index(mean_y.shape, mean_c.shape[1:])))
+    return loaded.coef_tables.bits(values, tables) + loaded.mean_tables.bits(*_mean_sequence(loaded.model, mean_y, mean_c))
 
 
 # ----------------------------------------------------------------------------- decoder
@@ -328,12 +359,10 @@ def decode_code(header: ContainerHeader, payload: bytes, params: dict):
     luma, chroma = _decode_coefficients(model, decoder, shape_y, shape_c)
     decoder.finish()
     coefs = _grids_to_coefficients(model, luma, chroma)
-    residuals = table_coding.decode(payload[used + length:], _mean_table_index(shape_y, shape_c), loaded.mean_tables)
-    first = model.config.mean_levels // 2
     ny, nc = shape_y[0] * shape_y[1], shape_c[0] * shape_c[1]
-    mean_y = _dpcm_inverse(residuals[:ny].reshape(shape_y), first)
-    mean_c = np.stack([_dpcm_inverse(residuals[ny + c * nc: ny + (c + 1) * nc].reshape(shape_c), first)
-                       for c in range(2)])
+    decoder = table_coding.InOrderDecoder(payload[used + length:], loaded.mean_tables, max_symbols=ny + 2 * nc)
+    mean_y, mean_c = _decode_means(model, decoder, shape_y, shape_c)
+    decoder.finish()
     levels = model.config.mean_levels
     if mean_y.min() < 0 or mean_y.max() > levels or mean_c.min() < 0 or mean_c.max() > levels:
         raise FormatError("decoded range means fall outside [0, 255]")

@@ -50,6 +50,23 @@ PROB_FLOOR = 2.0**-16  # the smallest probability an exported integer table can 
 #: number of nonzero coefficients of those ranges (same plane), bucketed at these bounds.
 CONTEXT_BOUNDS = (0, 2, 6, 14)
 NUM_CONTEXTS = len(CONTEXT_BOUNDS) + 1
+#: Context classes of a range mean's DPCM residual: ``|above − above-left| + |above-right − above|``
+#: (mean indices of the decoded row above; edges replicated), bucketed at these bounds.
+MEAN_CONTEXT_BOUNDS = (0, 2, 6, 14)
+NUM_MEAN_CONTEXTS = len(MEAN_CONTEXT_BOUNDS) + 1
+
+
+def mean_context_grid(grid: torch.Tensor) -> torch.Tensor:
+    """Context class of every range mean from the row above: ``(..., rows, cols)`` indices → classes.
+
+    Row 0 is class 0. Uses rounded values (noisy training grids give the classes of their integers).
+    """
+    g = torch.round(grid).long()
+    padded = F.pad(g.unsqueeze(0) if g.dim() == 2 else g, (1, 1, 0, 0), mode="replicate")
+    padded = padded.squeeze(0) if g.dim() == 2 else padded
+    act = (padded[..., :-1, 1:-1] - padded[..., :-1, :-2]).abs() + (padded[..., :-1, 2:] - padded[..., :-1, 1:-1]).abs()
+    ctx = torch.bucketize(act, torch.tensor(MEAN_CONTEXT_BOUNDS, device=g.device), right=True)
+    return F.pad(ctx, (0, 0, 1, 0))  # row 0: class 0
 
 
 def context_grid(nonzero: torch.Tensor) -> torch.Tensor:
@@ -100,6 +117,9 @@ class NeuralCodecConfig:
     # Condition each range's coefficient tables on the nonzero counts of the ranges above it
     # (NUM_CONTEXTS table sets): measured on shipped codes, 10% fewer luma coefficient bits.
     context: bool = False
+    # Condition the mean residuals' tables on the activity of the decoded row above
+    # (NUM_MEAN_CONTEXTS classes per plane): measured on Kodak, 8.6 % fewer mean bits.
+    mean_context: bool = False
     lam: float = 0.004  # rate-distortion trade-off the model was trained for: bpp + lam * MSE(8-bit)
 
     def __post_init__(self):
@@ -289,7 +309,8 @@ class NeuralCollageCodec(nn.Module):
         Dy, Dc = self.luma_op.num_candidates, self.chroma_op.num_candidates
         self.num_types = Dy + 2 * Dc
         self.coef_prior = FactorizedPrior(self.num_types * (NUM_CONTEXTS if config.context else 1), config.coef_bound)
-        self.mean_prior = FactorizedPrior(3, config.mean_levels, init_scale=4.0)
+        self.mean_prior = FactorizedPrior(3 * (NUM_MEAN_CONTEXTS if config.mean_context else 1), config.mean_levels,
+                                          init_scale=4.0)
         # Unit of one integer step of each candidate's weight: s_max / domain_steps for domains,
         # 1 for auxiliary patches (their amplitude is learned in the patches themselves).
         self.register_buffer("luma_units", self._units(self.luma_op, config.domain_unit), persistent=False)
@@ -372,7 +393,10 @@ class NeuralCollageCodec(nn.Module):
         total = 0
         for plane, table in ((grid_y[:, :1], 0), (grid_c[:, :1], 1), (grid_c[:, 1:], 2)):
             residual = plane - med_predict(plane, first)
-            idx = torch.full_like(residual, table, dtype=torch.long)
+            if self.config.mean_context:
+                idx = table * NUM_MEAN_CONTEXTS + mean_context_grid(plane.detach())
+            else:
+                idx = torch.full_like(residual, table, dtype=torch.long)
             if noisy:
                 total = total + self.mean_prior.bits(residual, idx).flatten(1).sum(1)
             else:
@@ -391,9 +415,15 @@ class NeuralCollageCodec(nn.Module):
         ctx_c = to_crops(context_grid(from_crops(nz_c, batch, grid)), r // 2).reshape(N, 2, -1, 1)
         return ctx_y * self.num_types + self.luma_tables, ctx_c * self.num_types + self.chroma_tables
 
-    def quantise(self, weights: torch.Tensor) -> torch.Tensor:
-        """Round to the coded integers (clamped to the tables' support)."""
+    def quantise(self, weights: torch.Tensor, deadzone: float = 0.0) -> torch.Tensor:
+        """Round to the coded integers (clamped to the tables' support).
+
+        ``deadzone`` > 0 rounds magnitudes down unless their fraction exceeds ``0.5 + deadzone``
+        (the encoder uses it: zeros are the cheapest symbols; training rounds to nearest).
+        """
         b = self.config.coef_bound
+        if deadzone:
+            return torch.clamp(torch.sign(weights) * torch.floor(weights.abs() + (0.5 - deadzone)), -b, b)
         return torch.clamp(torch.round(weights), -b, b)
 
     def codes(self, q_luma, q_chroma, mean_y, mean_c):
