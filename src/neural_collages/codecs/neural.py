@@ -55,10 +55,6 @@ MODELS = ("photo", "aerial")
 DEFAULT_MODEL = "photo"
 DEFAULT_QUALITY = 2
 MAX_SCALE = 16
-#: Rounding dead zone of the encoder (see ``NeuralCollageCodec.quantise``). Measured on six Kodak
-#: images over the four photo qualities: 0.1 / 0.2 / 0.3 give BD-rate −3.6 / −4.3 / −3.4 % against
-#: rounding to nearest; the decoder is unaffected.
-ENCODER_DEADZONE = 0.2
 _MODEL_NAME = re.compile(r"^(photo|aerial)-q([1-9])$")
 
 
@@ -282,7 +278,9 @@ def analyse(image: torch.Tensor, loaded: LoadedModel):
     with torch.no_grad():
         ycc, luma, chroma = model.planes(padded)
         w_y, w_c = model.encode_weights(ycc, luma, chroma)
-        q_y, q_c = model.quantise(w_y, ENCODER_DEADZONE), model.quantise(w_c, ENCODER_DEADZONE)
+        # The model's rounding dead zone (NeuralCodecConfig.encoder_deadzone); the decoder is unaffected.
+        dz = model.config.encoder_deadzone
+        q_y, q_c = model.quantise(w_y, dz), model.quantise(w_c, dz)
         grid_y, grid_c = model.mean_grids(luma, chroma)
     levels = model.config.mean_levels
     mean_y = torch.round(grid_y).clamp(0, levels).long()[0, 0].numpy()
