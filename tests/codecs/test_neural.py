@@ -212,12 +212,13 @@ def test_cli_neural_round_trip(tmp_path, capsys):
     assert main(["compress", str(src), str(tmp_path / "d.clg"), "--codec", "neural", "--model", "aerial"]) == 0
 
 
-@pytest.mark.parametrize("context", [False, True])
-def test_round_trip_with_and_without_context_models(photo, tmp_path, monkeypatch, context):
+@pytest.mark.parametrize("context,subsampling", [(False, True), (True, True), (True, False)])
+def test_round_trip_with_and_without_context_models(photo, tmp_path, monkeypatch, context, subsampling):
     from neural_collages.models import NeuralCodecConfig, NeuralCollageCodec
 
     torch.manual_seed(0)
-    model = NeuralCollageCodec(NeuralCodecConfig(width=16, blocks=1, context=context, mean_context=context))
+    model = NeuralCollageCodec(NeuralCodecConfig(width=16, blocks=1, context=context, mean_context=context,
+                                                 chroma_subsampling=subsampling))
     with torch.no_grad():  # a spread of nonzero coefficients, so contexts vary
         model.encoder.luma_head.weight.normal_(std=2.0)
     path = tmp_path / "tiny.safetensors"

@@ -185,9 +185,10 @@ def _coefficient_grids(model: NeuralCollageCodec, coefs: torch.Tensor, grid: tup
     Ry, Dy = model.luma_op.num_ranges, model.luma_op.num_candidates
     Rc, Dc = model.chroma_op.num_ranges, model.chroma_op.num_candidates
     q_y = coefs[:, : Ry * Dy].reshape(n, r, r, Dy).permute(0, 3, 1, 2)
-    q_c = coefs[:, Ry * Dy:].reshape(n, 2, r // 2, r // 2, Dc).permute(0, 1, 4, 2, 3).reshape(n, 2 * Dc, r // 2, r // 2)
+    rc = r // model.chroma_factor
+    q_c = coefs[:, Ry * Dy:].reshape(n, 2, rc, rc, Dc).permute(0, 1, 4, 2, 3).reshape(n, 2 * Dc, rc, rc)
     luma = from_crops(q_y, 1, grid)[0]
-    chroma = from_crops(q_c, 1, grid)[0].reshape(2, Dc, grid[0] * r // 2, grid[1] * r // 2)
+    chroma = from_crops(q_c, 1, grid)[0].reshape(2, Dc, grid[0] * rc, grid[1] * rc)
     return luma, chroma
 
 
@@ -197,7 +198,8 @@ def _grids_to_coefficients(model: NeuralCollageCodec, luma: torch.Tensor, chroma
     Dy, Dc = luma.shape[0], chroma.shape[1]
     q_y = to_crops(luma.unsqueeze(0), r)  # (n, Dy, r, r)
     n = q_y.shape[0]
-    q_c = to_crops(chroma.reshape(1, 2 * Dc, *chroma.shape[-2:]), r // 2).reshape(n, 2, Dc, r // 2, r // 2)
+    rc = r // model.chroma_factor
+    q_c = to_crops(chroma.reshape(1, 2 * Dc, *chroma.shape[-2:]), rc).reshape(n, 2, Dc, rc, rc)
     return torch.cat([q_y.permute(0, 2, 3, 1).reshape(n, -1), q_c.permute(0, 1, 3, 4, 2).reshape(n, -1)], 1)
 
 
@@ -351,7 +353,7 @@ def decode_code(header: ContainerHeader, payload: bytes, params: dict):
     if used + length > len(payload):
         raise FormatError("neural payload truncated")
     shape_y = (rows * crop // RANGE, cols * crop // RANGE)
-    shape_c = (shape_y[0] // 2, shape_y[1] // 2)
+    shape_c = (shape_y[0] // model.chroma_factor, shape_y[1] // model.chroma_factor)
     total = n_crops * _symbols_per_crop(model)
     decoder = table_coding.InOrderDecoder(payload[used:used + length], loaded.coef_tables, max_symbols=total)
     luma, chroma = _decode_coefficients(model, decoder, shape_y, shape_c)

@@ -124,6 +124,8 @@ class NeuralCodecConfig:
     # photo models 0.2 (BD-rate −4.3 % vs nearest on six Kodak images), aerial models 0
     # (on held-out forest tiles any dead zone lost: textures need their small coefficients).
     encoder_deadzone: float = 0.0
+    # Chroma at half resolution (4:2:0) or full resolution (4:4:4); measured in docs/neural.md.
+    chroma_subsampling: bool = True
     lam: float = 0.004  # rate-distortion trade-off the model was trained for: bpp + lam * MSE(8-bit)
 
     def __post_init__(self):
@@ -234,14 +236,16 @@ class _ResBlock(nn.Module):
 class CropEncoder(nn.Module):
     """Crop ``(N, 3, c, c)`` YCbCr → luma weights ``(N, 1, R, Dy)`` and chroma weights ``(N, 2, Rc, Dc)``."""
 
-    def __init__(self, width: int, blocks: int, luma_candidates: int, chroma_candidates: int, hint_channels: int = 0):
+    def __init__(self, width: int, blocks: int, luma_candidates: int, chroma_candidates: int, hint_channels: int = 0,
+                 chroma_factor: int = 2):
         super().__init__()
         self.embed = nn.Conv2d(3, width, RANGE, stride=RANGE)  # one feature vector per luma range
         self.blocks = nn.Sequential(*[_ResBlock(width) for _ in range(blocks)])
         self.hint_channels = hint_channels
         self.luma_head = nn.Conv2d(width + hint_channels, luma_candidates, 1)
         # A chroma range (8×8 at half resolution) covers 2×2 luma ranges: space-to-depth.
-        self.chroma_head = nn.Conv2d(4 * width + 2 * hint_channels, 2 * chroma_candidates, 1)
+        self.chroma_factor = chroma_factor
+        self.chroma_head = nn.Conv2d(chroma_factor**2 * width + 2 * hint_channels, 2 * chroma_candidates, 1)
         self.chroma_candidates = chroma_candidates
         for head in (self.luma_head, self.chroma_head):
             nn.init.normal_(head.weight, std=0.01)
@@ -254,7 +258,7 @@ class CropEncoder(nn.Module):
         luma = self.luma_head(g if luma_hint is None else torch.cat([g, luma_hint], 1))  # (N, Dy, r, r)
         N, Dy = luma.shape[:2]
         luma = luma.flatten(2).transpose(1, 2).reshape(N, 1, -1, Dy)
-        gc = F.pixel_unshuffle(g, 2)
+        gc = F.pixel_unshuffle(g, self.chroma_factor) if self.chroma_factor > 1 else g
         chroma = self.chroma_head(gc if chroma_hint is None else torch.cat([gc, chroma_hint], 1))  # (N, 2·Dc, r/2, r/2)
         chroma = chroma.reshape(N, 2, self.chroma_candidates, -1).transpose(2, 3)
         return luma, chroma
@@ -304,12 +308,14 @@ class NeuralCollageCodec(nn.Module):
             (c, c), channels=1, range_size=RANGE, domain_size=[2 * RANGE, c], domain_stride=[RANGE, c],
             isometries=range(8), aux_patches=nn.Parameter(aux.clone()), centred=True, s_max=config.s_max,
         )
+        cf = self.chroma_factor = 2 if config.chroma_subsampling else 1
         self.chroma_op = CollageOperator(
-            (c // 2, c // 2), channels=2, range_size=RANGE, domain_size=c // 2, isometries=range(8),
+            (c // cf, c // cf), channels=2, range_size=RANGE, domain_size=c // cf, isometries=range(8),
             aux_patches=nn.Parameter(aux.clone()), centred=True, s_max=config.s_max,
         )
         self.encoder = CropEncoder(config.width, config.blocks, self.luma_op.num_candidates,
-                                   self.chroma_op.num_candidates, hint_channels=2 if config.search_hint else 0)
+                                   self.chroma_op.num_candidates, hint_channels=2 if config.search_hint else 0,
+                                   chroma_factor=cf)
         if config.search_hint:
             self.hint_gain = nn.Parameter(torch.ones(2))
         Dy, Dc = self.luma_op.num_candidates, self.chroma_op.num_candidates
@@ -341,7 +347,7 @@ class NeuralCollageCodec(nn.Module):
     def planes(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """RGB ``(B, 3, H, W)`` in [0, 1] → YCbCr in [0, 1], luma ``(B, 1, H, W)``, chroma ``(B, 2, H/2, W/2)``."""
         ycc = rgb_to_ycbcr(rgb * 255.0) * (1 / 255.0)
-        return ycc, ycc[:, :1], downsample_2x(ycc[:, 1:])
+        return ycc, ycc[:, :1], downsample_2x(ycc[:, 1:]) if self.chroma_factor == 2 else ycc[:, 1:]
 
     def encode_weights(self, ycc: torch.Tensor, luma: torch.Tensor | None = None,
                        chroma: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -356,10 +362,11 @@ class NeuralCollageCodec(nn.Module):
         if luma is None or chroma is None:
             raise ConfigurationError("a search-hint model needs the luma and chroma planes")
         hint_y, feat_y = self._search_hint(self.luma_op, to_crops(luma, c))
-        hint_c, feat_c = self._search_hint(self.chroma_op, to_crops(chroma, c // 2))
+        cf = self.chroma_factor
+        hint_c, feat_c = self._search_hint(self.chroma_op, to_crops(chroma, c // cf))
         N, r = crops.shape[0], c // RANGE
         feat_y = feat_y.reshape(N, r, r, 2).permute(0, 3, 1, 2)
-        feat_c = feat_c.reshape(N, 2, r // 2, r // 2, 2).permute(0, 1, 4, 2, 3).reshape(N, 4, r // 2, r // 2)
+        feat_c = feat_c.reshape(N, 2, r // cf, r // cf, 2).permute(0, 1, 4, 2, 3).reshape(N, 4, r // cf, r // cf)
         w_y, w_c = self.encoder(crops, feat_y, feat_c)
         n_y = hint_y.shape[-1]
         n_c = hint_c.shape[-1]
@@ -416,9 +423,10 @@ class NeuralCollageCodec(nn.Module):
         r = self.config.crop // RANGE
         N = q_y.shape[0]
         nz_y = (q_y != 0).sum(-1).reshape(N, 1, r, r)
-        nz_c = (q_c != 0).sum(-1).reshape(N, 2, r // 2, r // 2)
+        rc = r // self.chroma_factor
+        nz_c = (q_c != 0).sum(-1).reshape(N, 2, rc, rc)
         ctx_y = to_crops(context_grid(from_crops(nz_y, batch, grid)), r).reshape(N, 1, -1, 1)
-        ctx_c = to_crops(context_grid(from_crops(nz_c, batch, grid)), r // 2).reshape(N, 2, -1, 1)
+        ctx_c = to_crops(context_grid(from_crops(nz_c, batch, grid)), rc).reshape(N, 2, -1, 1)
         return ctx_y * self.num_types + self.luma_tables, ctx_c * self.num_types + self.chroma_tables
 
     def quantise(self, weights: torch.Tensor, deadzone: float = 0.0) -> torch.Tensor:
@@ -437,7 +445,7 @@ class NeuralCollageCodec(nn.Module):
         c = self.config.crop
         scale = self.config.mean_step / 255.0
         bias_y = to_crops(mean_y * scale, c // RANGE).flatten(2)  # (N, 1, R)
-        bias_c = to_crops(mean_c * scale, c // (2 * RANGE)).flatten(2)  # (N, 2, Rc)
+        bias_c = to_crops(mean_c * scale, c // (self.chroma_factor * RANGE)).flatten(2)  # (N, 2, Rc)
         code_y = self._code(self.luma_op, q_luma * self.luma_units, bias_y)
         code_c = self._code(self.chroma_op, q_chroma * self.chroma_units, bias_c)
         return code_y, code_c
@@ -466,7 +474,7 @@ class NeuralCollageCodec(nn.Module):
         frames = []
         for i in range(n):
             luma, chroma = (from_crops(p[min(i, len(p) - 1)], batch, grid) for p in paths)
-            ycc = torch.cat([luma, upsample_2x(chroma)], 1)
+            ycc = torch.cat([luma, upsample_2x(chroma) if self.chroma_factor == 2 else chroma], 1)
             frames.append(ycbcr_to_rgb(ycc * 255.0) * (1 / 255.0))
         return (frames[-1], frames) if trajectory else frames[-1]
 
