@@ -36,24 +36,23 @@ def _centred(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, (blocks - mean.unsqueeze(-1)).flatten(-2)
 
 
-def _fast_best(y: torch.Tensor, xn_t: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row of ``y``, the candidate with the largest ``|<y, x̂_d>|`` and that signed value.
+def _fast_best(y: torch.Tensor, xn_t: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row of ``y``, the candidate with the largest ``|<y, x̂_d>|``, that signed value, and
+    every tile's largest ``|<y, x̂_d>|`` ``(R, tiles)``.
 
-    Index-free max/min reductions are several times faster than ``max(dim)`` with indices on
-    CPU, so the tile pass only keeps each row's best value and the tile it came from; the
-    winning tile of each row is multiplied again (one tile per row) to recover the index.
+    Index-free reductions are several times faster than ``max(dim)`` with indices on CPU, so the
+    tile pass only keeps each row's best value per tile; the winning tile of each row is
+    multiplied again (one tile per row) to recover the index.
     """
     R = y.shape[0]
-    best = torch.full((R,), -1.0, dtype=y.dtype)
-    best_tile = torch.zeros(R, dtype=torch.long)
     D = xn_t.shape[1]
     starts = list(range(0, D, tile))
+    tile_max = torch.empty(len(starts), R, dtype=y.dtype)  # rows contiguous for out=
     for t, d0 in enumerate(starts):
         g = y @ xn_t[:, d0 : d0 + tile]
-        value = torch.maximum(g.amax(dim=1), -g.amin(dim=1))
-        better = value > best
-        best = torch.where(better, value, best)
-        best_tile.masked_fill_(better, t)
+        torch.amax(g.abs_(), dim=1, out=tile_max[t])
+    tile_max = tile_max.T
+    best, best_tile = tile_max.max(dim=1)
     index = torch.zeros(R, dtype=torch.long)
     signed = torch.zeros(R, dtype=y.dtype)
     for t in torch.unique(best_tile).tolist():
@@ -62,7 +61,7 @@ def _fast_best(y: torch.Tensor, xn_t: torch.Tensor, tile: int) -> tuple[torch.Te
         i = g.abs().argmax(dim=1)
         index[rows] = i + starts[t]
         signed[rows] = g.gather(1, i[:, None])[:, 0]
-    return index, signed
+    return index, signed, tile_max
 
 
 def _clamped_refine(
@@ -72,39 +71,41 @@ def _clamped_refine(
     s_max: float,
     start: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     tile: int,
+    tile_max: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Exact clamped search for rows whose max-correlation winner needed clamping.
 
-    A candidate with correlation ``c = <y, x̂>`` and norm ``ν`` removes at most ``c²`` of the
-    error (``c² − (|c| − s_max·ν)²`` once clamped), so only candidates with ``|c|`` above the
-    square root of the best clamped gain found so far can win: they are few, and only they are
-    scored exactly.
+    A candidate with correlation ``c = <y, x̂>`` and norm ``ν`` removes ``G = c²`` of the error
+    when ``|c| ≤ s_max·ν`` and ``G = s_max·ν·(2|c| − s_max·ν)`` once ``s`` is clamped. Candidates are sorted by norm, so a tile's ``ν`` lies in ``[ν_lo, ν_hi]`` and, with
+    its largest ``|c|`` = ``m`` from the first pass, no candidate of the tile removes more than
+    ``s_max·ν*·(2m − s_max·ν*)`` with ``ν* = min(ν_hi, m / s_max)``. Only tiles whose bound beats
+    a row's best gain so far are multiplied again for that row, and scored exactly.
     """
     best_idx, best_s, best_gain = (t.clone() for t in start)
     D = xn_t.shape[1]
-    for d0 in range(0, D, tile):
-        g = y @ xn_t[:, d0 : d0 + tile]
-        rows, cols = (g.abs() > best_gain.clamp(min=0).sqrt()[:, None]).nonzero(as_tuple=True)
+    for t, d0 in enumerate(range(0, D, tile)):
+        nu_tile = norm[d0 : d0 + tile]
+        m = tile_max[:, t]
+        nu_star = torch.minimum(nu_tile[-1].expand_as(m), m / s_max)
+        bound = s_max * nu_star * (2 * m - s_max * nu_star)
+        rows = (bound > best_gain).nonzero()[:, 0]
         if rows.numel() == 0:
             continue
-        c = g[rows, cols]
-        nu = norm[cols + d0]
-        mag = (c.abs() / nu).clamp(max=s_max)
-        gain = mag * (2 * c.abs() * nu - mag * nu * nu)
-        row_best = torch.full_like(best_gain, -float("inf")).scatter_reduce(0, rows, gain, "amax")
-        improved = row_best > best_gain
+        c = y[rows] @ xn_t[:, d0 : d0 + tile]
+        a = c.abs()
+        limit = s_max * nu_tile
+        gain = torch.where(a <= limit, a * a, limit * (2 * a - limit))
+        row_best, col = gain.max(dim=1)
+        improved = row_best > best_gain[rows]
         if not bool(improved.any()):
             continue
-        # First pair reaching each improved row's maximum.
-        hit = (gain == row_best[rows]) & improved[rows]
-        pos = torch.full_like(best_idx, -1).scatter_reduce(
-            0, rows[hit], torch.arange(rows.numel())[hit], "amin", include_self=False
-        )
-        sel = improved.nonzero()[:, 0]
-        p = pos[sel]
-        best_idx[sel] = cols[p] + d0
-        best_s[sel] = mag[p] * torch.sign(c[p])
-        best_gain[sel] = gain[p]
+        r = rows[improved]
+        col = col[improved]
+        c_best = c[improved].gather(1, col[:, None])[:, 0]
+        nu = nu_tile[col]
+        best_idx[r] = col + d0
+        best_s[r] = (c_best / nu).clamp(-s_max, s_max)
+        best_gain[r] = row_best[improved]
     return best_idx, best_s, best_gain
 
 
@@ -135,6 +136,10 @@ def best_affine_matches(
         raise ConfigurationError("no candidates to search")
     syy = ranges.pow(2).sum(1)
     sxx = candidates.pow(2).sum(1)
+    # Candidates in increasing norm (stable): the clamped pass bounds whole tiles by their norms.
+    order = torch.argsort(sxx, stable=True)
+    candidates = candidates[order]
+    sxx = sxx[order]
     flat = sxx <= 1e-12
     norm = sxx.sqrt()
     # Flat candidates (zero variance) can only be used with s = 0: a zero normalised vector.
@@ -149,7 +154,7 @@ def best_affine_matches(
     gain = torch.zeros(R, dtype=ranges.dtype)
     for r0 in range(0, R, tile_r):
         y = ranges[r0 : r0 + tile_r]
-        idx, val = _fast_best(y, xn_t, tile_d)
+        idx, val, tile_max = _fast_best(y, xn_t, tile_d)
         s = val * inv_norm[idx]
         g = val * val
         clamped = s.abs() > s_max
@@ -158,11 +163,11 @@ def best_affine_matches(
             nu = norm[idx[rows]]
             s_c = s[rows].clamp(-s_max, s_max)
             start = (idx[rows], s_c, s_c.abs() * (2 * val[rows].abs() * nu - s_c.abs() * nu * nu))
-            idx[rows], s[rows], g[rows] = _clamped_refine(y[rows], xn_t, norm, s_max, start, tile_d)
+            idx[rows], s[rows], g[rows] = _clamped_refine(y[rows], xn_t, norm, s_max, start, tile_d, tile_max[rows])
         index[r0 : r0 + tile_r], scale[r0 : r0 + tile_r], gain[r0 : r0 + tile_r] = idx, s, g
         if progress is not None:
             progress.update(y.shape[0])
-    return index, scale, (syy - gain).clamp(min=0)
+    return order[index], scale, (syy - gain).clamp(min=0)
 
 
 def exhaustive_search(
