@@ -157,3 +157,16 @@ def test_refit_mean_prior_adds_contexts_and_keeps_the_rest():
     with torch.no_grad():
         bits = [float(m.mean_bits(*m.mean_grids(*m.planes(batch)[1:]), noisy=False).mean()) for m in (model, new)]
     assert bits[1] < bits[0]
+
+
+def test_init_from_another_model_takes_matching_tensors(tmp_path):
+    images = _images()
+    torch.manual_seed(0)
+    base = NeuralCollageCodec(NeuralCodecConfig(**TINY))
+    opts = TrainOptions(corpus=tmp_path, out=tmp_path / "run", steps=1, batch=2, progress=False, lr=1e-12)
+    messages = []
+    train(opts, NeuralCodecConfig(**dict(TINY, mean_context=True)), images=images, log=messages.append, init=base)
+    model = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")[0]
+    assert "initialised" in messages[0]
+    torch.testing.assert_close(model.encoder.embed.weight, base.encoder.embed.weight, atol=1e-6, rtol=0)
+    assert model.mean_prior.mix_logit.shape[0] == 15  # the context tables started fresh

@@ -303,6 +303,9 @@ def _add_training_parsers(sub) -> None:
     p.add_argument("--no-context", action="store_true",
                    help="factorized coefficient tables without the row-above context (smaller model, ~10%% more bits)")
     p.add_argument("--no-mean-context", action="store_true", help="mean residual tables without context")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from the weights of this checkpoint (fine-tuning to another --lam); tensors whose "
+                        "shapes differ (e.g. context tables) start fresh")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads per process")
@@ -331,7 +334,14 @@ def run_train(args) -> int:
     options = TrainOptions(corpus=args.corpus, out=args.out, steps=args.steps, batch=args.batch, lr=args.lr,
                            seed=args.seed, resume=args.resume, device=args.device,
                            max_seconds=None if args.minutes is None else 60.0 * args.minutes)
-    summary = train(options, config)
+    init = None
+    if args.init is not None:
+        if args.resume:
+            raise ConfigurationError("--init and --resume exclude each other")
+        from .training import load_checkpoint
+
+        init = load_checkpoint(args.init)[0]
+    summary = train(options, config, init=init)
     if summary.get("rank", 0) == 0:
         from .training import load_checkpoint
 

@@ -254,10 +254,12 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-def train(options: TrainOptions, config: NeuralCodecConfig | None = None, images=None, log=print) -> dict:
+def train(options: TrainOptions, config: NeuralCodecConfig | None = None, images=None, log=print,
+          init: NeuralCollageCodec | None = None) -> dict:
     """Train (or resume) a model; returns a summary of the final losses.
 
-    ``images`` (a list of uint8 ``(3, H, W)`` tensors) overrides reading ``options.corpus``.
+    ``images`` (a list of uint8 ``(3, H, W)`` tensors) overrides reading ``options.corpus``;
+    ``init`` starts a new run from that model's weights (those of matching shapes).
     """
     from tqdm import tqdm
 
@@ -286,6 +288,12 @@ def train(options: TrainOptions, config: NeuralCodecConfig | None = None, images
         if options.resume and rank == 0:
             log(f"no checkpoint in {out}: starting from scratch")
         model = NeuralCollageCodec(config or NeuralCodecConfig())
+        if init is not None:
+            own = model.state_dict()
+            taken = {k: v for k, v in init.state_dict().items() if k in own and own[k].shape == v.shape}
+            model.load_state_dict(taken, strict=False)
+            if rank == 0:
+                log(f"initialised {len(taken)} of {len(own)} tensors from the given model")
         opt = _optimizer(model, options.lr)
     model.to(device)
     for state in opt.state.values():
