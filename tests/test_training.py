@@ -101,6 +101,8 @@ def _ddp_worker(rank, world, port, batch, path):
     loss.backward()
     if rank == 0:
         torch.save({n: p.grad for n, p in model.named_parameters()}, path)
+    # Both ranks leave together: tearing gloo down while the peer is still busy can abort it.
+    dist.barrier()
     dist.destroy_process_group()
 
 
@@ -131,6 +133,10 @@ def _train_worker(rank, world, port, out):
     opts = TrainOptions(corpus=out, out=out / "run", steps=3, batch=2, progress=False)
     summary = train(opts, NeuralCodecConfig(**TINY), images=_images())
     torch.save(summary["steps"], out / f"steps{rank}.pt")
+    import torch.distributed as dist
+
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 @pytest.mark.slow

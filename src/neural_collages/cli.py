@@ -349,6 +349,11 @@ def run_train(args) -> int:
         export_model(model, args.out / "model.safetensors", {"lam": args.lam, "steps": step, "batch": args.batch})
         print(f"trained {step} steps in {summary['seconds']:.0f} s: {summary.get('bpp', 0):.3f} bpp (noisy estimate), "
               f"{summary.get('psnr', 0):.2f} dB on training crops; wrote {args.out / 'model.safetensors'}")
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # under torchrun: leave together, then tear gloo/nccl down
+        dist.barrier()
+        dist.destroy_process_group()
     return 0
 
 

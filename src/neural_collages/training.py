@@ -357,6 +357,8 @@ def train(options: TrainOptions, config: NeuralCodecConfig | None = None, images
     bar.close()
     if rank == 0:
         _save(ckpt_path, model, opt, step, sampler, options, world, device)
+    if world > 1:
+        dist.barrier()  # every rank returns once the final checkpoint exists
     model.cpu()
     summary = {"steps": step, "seconds": round(time.perf_counter() - t0, 1), "rank": rank, **(ema or {})}
     if rank == 0 and ema is not None:
