@@ -113,3 +113,21 @@ def test_codec_commands_reject_bad_input_with_one_line(small_image, tmp_path, ca
         err = capsys.readouterr().err.strip()
         assert err.startswith("collage: error:") and len(err.splitlines()) == 1, (argv, err)
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "o.clg").exists()
+
+
+def test_compress_images_with_transparency_needs_an_explicit_choice(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from neural_collages.cli import main
+
+    rgba = np.zeros((24, 40, 4), dtype=np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = np.linspace(0, 255, 40, dtype=np.uint8)[None, :]
+    src = tmp_path / "a.png"
+    Image.fromarray(rgba, "RGBA").save(src)
+    assert main(["compress", str(src), str(tmp_path / "a.clg")]) == 2
+    assert "--alpha composite" in capsys.readouterr().err
+    assert not (tmp_path / "a.clg").exists()
+    assert main(["compress", str(src), str(tmp_path / "a.clg"), "--alpha", "composite", "--quality", "1"]) == 0
+    assert main(["compress", str(src), str(tmp_path / "b.clg"), "--alpha", "drop", "--quality", "1"]) == 0

@@ -189,6 +189,9 @@ def _add_codec_parsers(sub) -> None:
     p.add_argument("--codec", choices=sorted(CODECS), default="pifs", help="codec (default: %(default)s)")
     p.add_argument("--quality", type=_positive_int, default=None,
                    help="1 = smallest file ... best quality (pifs: 1-8, default 4; neural: the shipped levels)")
+    p.add_argument("--alpha", choices=("composite", "drop"), default=None,
+                   help="an image with transparency: blend it onto white (composite) or discard the alpha (drop); "
+                        "without this option such images are refused")
     p.add_argument("--model", choices=("photo", "aerial"), default=None,
                    help="neural codec: model trained on photos (default) or on aerial imagery")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's choice)")
@@ -233,7 +236,13 @@ def run_compress(args) -> int:
     if args.quality is not None and args.quality not in levels:
         raise ConfigurationError(f"--quality must be one of {', '.join(map(str, levels))} for {args.codec}")
     _check_output(args.output, args.force)
-    image = load_image(args.input, mode="keep")
+    try:
+        image = load_image(args.input, mode="keep", alpha=args.alpha or "error")
+    except ImageError as exc:
+        if "alpha" in str(exc) and args.alpha is None:
+            raise ImageError(f"{args.input}: the image has transparency; pass --alpha composite "
+                             "(blend onto white) or --alpha drop") from None
+        raise
     t0 = time.perf_counter()
     data = compress(image, args.codec, args.quality, progress=True, model=args.model)
     elapsed = time.perf_counter() - t0
