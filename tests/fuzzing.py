@@ -18,7 +18,8 @@ import struct
 import zlib
 from typing import Iterator
 
-__all__ = ["mutations", "with_fixed_crc", "with_field", "with_params", "crafted", "layout"]
+__all__ = ["mutations", "with_fixed_crc", "with_field", "with_params", "crafted", "layout", "payload_flips",
+           "decode_hostile"]
 
 # Offsets of the fixed header of format version 1 (see the container module docstring).
 MAGIC_AT, VERSION_AT, CODEC_AT, FLAGS_AT = 0, 4, 5, 6
@@ -249,3 +250,44 @@ def mutations(data: bytes, count: int, seed: int = 0) -> Iterator[tuple[str, byt
             produced += 1
             yield label, mutated
 
+
+
+def payload_flips(data: bytes, count: int, seed: int) -> list[tuple[str, bytes]]:
+    """``count`` variants of ``data`` with 1-3 bits flipped inside the payload and the CRC fixed,
+    so they reach the codec's own decoder (entropy decoding and structure checks)."""
+    import numpy as np
+
+    where = layout(data)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        buf = bytearray(data)
+        for _ in range(1 + i % 3):
+            pos = where["payload_at"] + int(rng.integers(where["payload_len"]))
+            buf[pos] ^= 1 << int(rng.integers(8))
+        out.append((f"payload flip {i}", with_fixed_crc(bytes(buf))))
+    return out
+
+
+def decode_hostile(cases, decode, check) -> tuple[int, float]:
+    """Decode every ``(label, data)`` case: ``FormatError`` is the expected outcome, any other
+    project error fails the test; a case that decodes is passed to ``check(label, image)``.
+    Returns how many decoded and the seconds it all took."""
+    import time
+
+    import pytest
+
+    from neural_collages.errors import CollageError, FormatError
+
+    start = time.perf_counter()
+    accepted = 0
+    for label, data in cases:
+        try:
+            image = decode(data)
+        except FormatError:
+            continue
+        except CollageError as exc:  # pragma: no cover - reported with the label
+            pytest.fail(f"{label}: {type(exc).__name__}: {exc}")
+        accepted += 1
+        check(label, image)
+    return accepted, time.perf_counter() - start

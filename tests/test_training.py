@@ -7,7 +7,7 @@ import torch
 import torch.multiprocessing as mp
 
 from neural_collages.cli import main
-from neural_collages.errors import FormatError, OutputExistsError
+from neural_collages.errors import FormatError
 from neural_collages.models import NeuralCodecConfig, NeuralCollageCodec
 from neural_collages.training import TrainOptions, load_checkpoint, rd_loss, train
 

@@ -225,7 +225,7 @@ def _check_output(path: Path, force: bool) -> None:
 
 def run_compress(args) -> int:
     from .codecs import compress, quality_levels
-    from .container import EXTENSION, unpack
+    from .container import EXTENSION
     from .images import atomic_write_bytes, load_image
 
     if args.threads:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .codes import Code, DenseCode, SparseCode, _check_s_max, contraction_bound, contractive_weights
+from .codes import Code, DenseCode, SparseCode, _check_s_max, contractive_weights
 from .errors import CodeError, ConfigurationError
 from .partitions import (
     ISOMETRY_NAMES,

@@ -402,26 +402,27 @@ def _code_words(sym_sorted: np.ndarray, bounds: np.ndarray, tables: FrequencyTab
 # Varints
 
 
-def _put_varint(out: bytearray, value: int) -> None:
+def put_varint(out: bytearray, value: int) -> None:
+    """Append ``value`` (≥ 0) as a minimal LEB128 varint."""
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
 
 
-def _read_varint(data: bytes) -> tuple[int, int]:
-    """``(value, bytes used)`` of a minimal LEB128 varint at the start of ``data``."""
+def read_varint(data: bytes, what: str = "word count") -> tuple[int, int]:
+    """``(value, bytes used)`` of a minimal LEB128 varint at the start of ``data``; ``what`` names it in errors."""
     value = 0
     for i in range(_MAX_VARINT_BYTES):
         if i >= len(data):
-            raise FormatError("truncated table-coded data (reading the word count)")
+            raise FormatError(f"truncated data (reading the {what})")
         byte = data[i]
         value |= (byte & 0x7F) << (7 * i)
         if not byte & 0x80:
             if byte == 0 and i > 0:
-                raise FormatError("non-minimal varint (word count)")
+                raise FormatError(f"non-minimal varint ({what})")
             return value, i + 1
-    raise FormatError(f"word-count varint longer than {_MAX_VARINT_BYTES} bytes")
+    raise FormatError(f"{what} varint longer than {_MAX_VARINT_BYTES} bytes")
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,7 +444,7 @@ def encode(values, table_index, tables: FrequencyTables) -> bytes:
         sym32 = sym32[order]
     words = _code_words(sym32, bounds, tables)
     out = bytearray()
-    _put_varint(out, int(words.size))
+    put_varint(out, int(words.size))
     return bytes(out) + words.astype("<u4", copy=False).tobytes()
 
 
@@ -476,7 +477,7 @@ def decode(data, table_index, tables: FrequencyTables) -> np.ndarray:
 
 
 def _decode_symbols(data: bytes, bounds: np.ndarray, tables: FrequencyTables) -> np.ndarray:
-    n_words, used = _read_varint(data)
+    n_words, used = read_varint(data)
     remaining = len(data) - used
     if 4 * n_words > remaining:
         raise FormatError(f"truncated table-coded data ({n_words} words announced, "
@@ -539,7 +540,7 @@ def encode_in_order(values, table_index, tables: FrequencyTables) -> bytes:
     sym, ti = tables.symbols(values, table_index)
     words = _encode_in_order_words(sym, ti, tables)
     out = bytearray()
-    _put_varint(out, int(words.size))
+    put_varint(out, int(words.size))
     return bytes(out) + words.astype("<u4", copy=False).tobytes()
 
 
@@ -557,7 +558,7 @@ class InOrderDecoder:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise ConfigurationError(f"data must be bytes, got {type(data).__name__}")
         data = bytes(data)
-        n_words, used = _read_varint(data)
+        n_words, used = read_varint(data)
         remaining = len(data) - used
         if 4 * n_words != remaining:
             raise FormatError(f"table-coded data: {n_words} words announced, {remaining} bytes present")

@@ -39,7 +39,7 @@ import torch
 from .. import table_coding
 from ..container import ContainerHeader, pack, unpack
 from ..errors import ConfigurationError, FormatError
-from ..images import MAX_PIXELS
+from ..images import MAX_PIXELS, pad_to_multiple
 from ..models.collage_codec import (
     NUM_MEAN_CONTEXTS,
     RANGE,
@@ -47,6 +47,7 @@ from ..models.collage_codec import (
     context_grid,
     from_crops,
     mean_context_grid,
+    med_predict,
     to_crops,
 )
 
@@ -117,8 +118,6 @@ def model_name(model: str, quality: int) -> str:
 # ----------------------------------------------------------------------------- symbols
 def _dpcm_residuals(grid: np.ndarray, first: int) -> np.ndarray:
     """Integer MED residuals of a ``(h, w)`` grid (vectorised; the decoder inverts it in raster order)."""
-    from ..models.collage_codec import med_predict
-
     pred = med_predict(torch.from_numpy(grid), first).numpy()
     return grid - pred
 
@@ -183,7 +182,7 @@ def _coefficient_grids(model: NeuralCollageCodec, coefs: torch.Tensor, grid: tup
     n = grid[0] * grid[1]
     r = model.config.crop // RANGE
     Ry, Dy = model.luma_op.num_ranges, model.luma_op.num_candidates
-    Rc, Dc = model.chroma_op.num_ranges, model.chroma_op.num_candidates
+    Dc = model.chroma_op.num_candidates
     q_y = coefs[:, : Ry * Dy].reshape(n, r, r, Dy).permute(0, 3, 1, 2)
     rc = r // model.chroma_factor
     q_c = coefs[:, Ry * Dy:].reshape(n, 2, rc, rc, Dc).permute(0, 1, 4, 2, 3).reshape(n, 2 * Dc, rc, rc)
@@ -195,7 +194,7 @@ def _coefficient_grids(model: NeuralCollageCodec, coefs: torch.Tensor, grid: tup
 def _grids_to_coefficients(model: NeuralCollageCodec, luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`_coefficient_grids`."""
     r = model.config.crop // RANGE
-    Dy, Dc = luma.shape[0], chroma.shape[1]
+    Dc = chroma.shape[1]
     q_y = to_crops(luma.unsqueeze(0), r)  # (n, Dy, r, r)
     n = q_y.shape[0]
     rc = r // model.chroma_factor
@@ -244,28 +243,6 @@ def _decode_coefficients(model: NeuralCollageCodec, decoder, shape_y: tuple[int,
     return planes[0], torch.stack(planes[1:])
 
 
-def _put_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _get_varint(data: bytes) -> tuple[int, int]:
-    value = shift = 0
-    for i, byte in enumerate(data[:5]):
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            if i and byte == 0:
-                raise FormatError("non-minimal length in the neural payload")
-            return value, i + 1
-    raise FormatError("bad length in the neural payload")
-
-
 # ----------------------------------------------------------------------------- encoder
 def analyse(image: torch.Tensor, loaded: LoadedModel):
     """Integer code of ``image`` ``(C, H, W)`` in [0, 1]: coefficient symbols, mean grids, estimate."""
@@ -274,8 +251,6 @@ def analyse(image: torch.Tensor, loaded: LoadedModel):
     C, H, W = image.shape
     rgb = image.expand(3, -1, -1) if C == 1 else image
     rows, cols = _layout(W, H, crop)
-    from ..images import pad_to_multiple
-
     padded, _ = pad_to_multiple(rgb.unsqueeze(0), crop, mode="replicate")
     with torch.no_grad():
         ycc, luma, chroma = model.planes(padded)
@@ -303,7 +278,9 @@ def encode(image: torch.Tensor, model: str = DEFAULT_MODEL, quality: int = DEFAU
     values, tables = _coefficient_sequence(loaded.model, *_coefficient_grids(loaded.model, coefs, grid))
     coef_bytes = table_coding.encode_in_order(values, tables, loaded.coef_tables)
     mean_bytes = table_coding.encode_in_order(*_mean_sequence(loaded.model, mean_y, mean_c), loaded.mean_tables)
-    payload = _put_varint(len(coef_bytes)) + coef_bytes + mean_bytes
+    payload = bytearray()
+    table_coding.put_varint(payload, len(coef_bytes))
+    payload = bytes(payload) + coef_bytes + mean_bytes
     params = {"payload_version": PAYLOAD_VERSION, "model": loaded.name, "model_digest": loaded.digest}
     return pack(ContainerHeader("neural", W, H, C, params), payload)
 
@@ -349,7 +326,7 @@ def decode_code(header: ContainerHeader, payload: bytes, params: dict):
     crop = model.config.crop
     rows, cols = _layout(header.width, header.height, crop)
     n_crops = rows * cols
-    length, used = _get_varint(payload)
+    length, used = table_coding.read_varint(payload, "coefficient stream length")
     if used + length > len(payload):
         raise FormatError("neural payload truncated")
     shape_y = (rows * crop // RANGE, cols * crop // RANGE)

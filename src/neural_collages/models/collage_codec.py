@@ -41,7 +41,7 @@ from torch import nn
 
 from ..colour import downsample_2x, rgb_to_ycbcr, upsample_2x, ycbcr_to_rgb
 from ..errors import ConfigurationError
-from ..codes import DenseCode
+from ..codes import DenseCode, contractive_weights
 from ..operator import CollageOperator
 
 RANGE = 8
@@ -339,8 +339,8 @@ class NeuralCollageCodec(nn.Module):
         # Domain weights: L1 norm ≤ s_max per range (radial projection; exact for stored codes,
         # whose integers are already inside the ball unless a file was crafted). Aux weights free.
         n_dom = op.num_candidates - op.num_aux
-        norm = weights[..., :n_dom].abs().sum(-1, keepdim=True)
-        dom = weights[..., :n_dom] / torch.clamp(norm / self.config.s_max, min=1.0)
+        s_max = self.config.s_max
+        dom = contractive_weights(weights[..., :n_dom] / s_max, s_max)
         return DenseCode(torch.cat([dom, weights[..., n_dom:]], -1), bias)
 
     # ------------------------------------------------------------------ pieces
