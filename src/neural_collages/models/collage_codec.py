@@ -121,7 +121,8 @@ class NeuralCodecConfig:
     # (NUM_MEAN_CONTEXTS classes per plane): measured on Kodak, 8.6 % fewer mean bits.
     mean_context: bool = False
     # Rounding dead zone the encoder uses (``quantise``); a per-model choice made after training:
-    # photo models 0.2 (BD-rate −4.3 % vs nearest on six Kodak images), aerial models 0
+    # photo models 0.2 (BD-rate −5.3 % vs nearest on six Kodak images, benchmarks/neural_deadzone.py),
+    # aerial models 0
     # (on held-out forest tiles any dead zone lost: textures need their small coefficients).
     encoder_deadzone: float = 0.0
     # Chroma at half resolution (4:2:0) or full resolution (4:4:4); measured in docs/neural.md.
