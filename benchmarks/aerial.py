@@ -2,7 +2,7 @@
 
 The Neural Collages paper codes aerial images crop by crop with a model trained on small crops
 and reports bits per *sub-pixel* (bits / (H·W·3)). This script codes, from the held-out image
-(``neural_collages.data.aerial_sources("test")``, 1249×1035, never seen in training):
+(``neural_collages.training.corpus.aerial_sources("test")``, 1249×1035, never seen in training):
 
 * every non-overlapping 120×120 tile (the paper's small setting), and
 * the largest 1200-wide region (1200×1000: the image is 1035 px tall, so 1200×1200 does not fit),
@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from neural_collages.codecs import decompress, neural, pifs  # noqa: E402
-from neural_collages.data import aerial_sources  # noqa: E402
-from neural_collages.images import load_image  # noqa: E402
-from neural_collages.metrics import psnr  # noqa: E402
+from neural_collages.training.corpus import aerial_sources  # noqa: E402
+from neural_collages.imaging.io import load_image  # noqa: E402
+from neural_collages.imaging.metrics import psnr  # noqa: E402
 
 
 def jpeg(image: torch.Tensor, quality: int) -> tuple[bytes, torch.Tensor]:

@@ -13,8 +13,8 @@ in the bytes. Register a codec with :func:`register_codec` (a factory: a class o
 returning a codec, built only when first used) and look it up with :func:`get_codec`.
 
 Built in: Pillow's JPEG, WebP and AVIF encoders. The project's own codecs plug in through
-``neural_collages.codecs.benchmark_codecs()``, called the first time the registry is queried
-(see :func:`load_project_codecs`); a missing module or function is ignored.
+``benchmarks.ours.benchmark_codecs()`` (:data:`PROJECT_MODULE`), called the first time the
+registry is queried (see :func:`load_project_codecs`); a missing module or function is ignored.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, features
+
+#: The module whose ``benchmark_codecs()`` lists this project's codecs (adapters kept out of the library).
+PROJECT_MODULE = "benchmarks.ours"
 
 __all__ = [
     "ImageCodec",
@@ -229,7 +232,7 @@ class TensorCodecAdapter(ImageCodec):
         return bytes(self._compress(x.contiguous(), codec=self.name, quality=quality))
 
     def decode(self, data: bytes) -> np.ndarray:
-        from neural_collages.images import to_uint8
+        from neural_collages.imaging.io import to_uint8
 
         y = self._decompress(data)
         if y.ndim != 3 or y.shape[0] not in (1, 3):
@@ -335,7 +338,7 @@ def get_codec(name: str):
 
 
 def load_project_codecs(force: bool = False) -> list[str]:
-    """Register the codecs that ``neural_collages.codecs.benchmark_codecs()`` lists; returns the
+    """Register the codecs that ``benchmarks.ours.benchmark_codecs()`` lists; returns the
     names it added. Runs once (again with ``force=True``). A missing module or function is
     ignored silently; any other failure is a warning, never fatal for the built-in codecs.
 
@@ -354,12 +357,12 @@ def load_project_codecs(force: bool = False) -> list[str]:
         return []
     _PROJECT_LOADED = True
     try:
-        module = importlib.import_module("neural_collages.codecs")
+        module = importlib.import_module(PROJECT_MODULE)
         entries = module.benchmark_codecs()
     except (ImportError, AttributeError):
         return []
     except Exception as exc:  # a bug there must not take the baselines down with it
-        warnings.warn(f"neural_collages.codecs.benchmark_codecs() failed: {type(exc).__name__}: {exc}",
+        warnings.warn(f"{PROJECT_MODULE}.benchmark_codecs() failed: {type(exc).__name__}: {exc}",
                       RuntimeWarning, stacklevel=2)
         return []
     added = []

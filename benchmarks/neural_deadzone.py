@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from neural_collages.codecs import decompress, neural  # noqa: E402
-from neural_collages.images import load_image  # noqa: E402
-from neural_collages.metrics import bd_rate, psnr  # noqa: E402
+from neural_collages.imaging.io import load_image  # noqa: E402
+from neural_collages.imaging.metrics import bd_rate, psnr  # noqa: E402
 
 DEFAULT_NAMES = ["kodim01", "kodim05", "kodim08", "kodim15", "kodim19", "kodim23"]
 

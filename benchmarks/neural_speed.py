@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from neural_collages.codecs import decompress, neural, pifs  # noqa: E402
-from neural_collages.images import load_image  # noqa: E402
+from neural_collages.imaging.io import load_image  # noqa: E402
 
 
 def timed(fn, repeats: int):

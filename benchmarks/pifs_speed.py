@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from neural_collages.codecs import pifs  # noqa: E402
-from neural_collages.images import load_image  # noqa: E402
-from neural_collages.quadtree import QuadtreeCollage  # noqa: E402
+from neural_collages.imaging.io import load_image  # noqa: E402
+from neural_collages.core.quadtree import QuadtreeCollage  # noqa: E402
 
 LOOP_SAMPLE = 64  # ranges per level timed with the per-range loop
 
@@ -41,7 +41,7 @@ def searched_problems(image: torch.Tensor, config: pifs.PifsConfig):
     """(ranges, candidates) of every search the encoder runs, exactly as it selects them."""
     C, H, W = image.shape
     layouts = pifs.plane_layouts(W, H, C, config)
-    planes = pifs._image_planes(image, layouts)
+    planes = pifs.image_planes(image, layouts)
     for plane, layout in zip(planes, layouts):
         qt = QuadtreeCollage(layout.padded, config.block_sizes, config.domain_strides)
         x = plane.reshape(1, 1, *plane.shape)

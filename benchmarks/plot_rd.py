@@ -219,7 +219,7 @@ def psnr_table(curves: list[dict]) -> list[str]:
 
 def _bd(anchor: dict, curve: dict, max_bpp: float | None) -> tuple[float | None, float | None]:
     from neural_collages.errors import CollageError
-    from neural_collages.metrics import bd_psnr, bd_rate
+    from neural_collages.imaging.metrics import bd_psnr, bd_rate
 
     xa, ya = _points(anchor, "psnr-rgb")
     xt, yt = _points(curve, "psnr-rgb")
@@ -309,7 +309,7 @@ def summary_markdown(measured: list[dict], published: list[dict], anchor: str, x
 def report(results_dir: Path, published: Path | None = DEFAULT_PUBLISHED, xmax: float = 1.5,
            anchor: str = "jpeg", out_png: Path | None = None, quiet: bool = False) -> tuple[Path, Path]:
     """Plot ``results_dir`` (+ published curves) and write the summary; returns (png, summary.md)."""
-    from neural_collages.images import atomic_write_bytes
+    from neural_collages.imaging.io import atomic_write_bytes
 
     results_dir = Path(results_dir)
     measured = load_measured(results_dir)

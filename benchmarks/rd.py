@@ -37,8 +37,8 @@ from PIL import Image, features  # noqa: E402
 from benchmarks import codecs as registry  # noqa: E402
 from benchmarks._common import DEFAULT_IMAGES, DEFAULT_OUT, DEFAULT_PUBLISHED, ROOT, dumps  # noqa: E402
 from neural_collages.errors import CollageError  # noqa: E402
-from neural_collages.images import atomic_write_bytes, load_image, to_uint8  # noqa: E402
-from neural_collages.metrics import ms_ssim, psnr  # noqa: E402
+from neural_collages.imaging.io import atomic_write_bytes, load_image, to_uint8  # noqa: E402
+from neural_collages.imaging.metrics import ms_ssim, psnr  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
 EXIT_USAGE = 2

@@ -7,7 +7,7 @@ return normally) -- never another exception, a crash or a hang. The label says w
 for failure messages.
 
 The layout knowledge here (offsets of the fixed header fields) is written down independently of
-``neural_collages.container`` on purpose, from the format spec: a test that took the offsets from
+``neural_collages.coding.container`` on purpose, from the format spec: a test that took the offsets from
 the module under test would share its mistakes.
 """
 

@@ -21,8 +21,19 @@ class ImageError(CollageError):
     """An image that cannot be read, has an unsupported layout, or cannot be written."""
 
 
+class TransparencyError(ImageError):
+    """An image with a transparent alpha channel, read without saying what to do with it."""
+
+
 class OutputExistsError(CollageError):
-    """Refusing to overwrite an existing output file without ``force``."""
+    """Refusing to overwrite an existing output file without ``force``.
+
+    ``path`` is the file (or folder) that exists, so a front end can phrase its own hint.
+    """
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = path
 
 
 class FormatError(CollageError):

@@ -147,7 +147,7 @@ def test_baseline_codecs_round_trip() -> None:
 
 
 def test_project_codecs_hook(monkeypatch) -> None:
-    """neural_collages.codecs.benchmark_codecs() entries register; (name, qualities) pairs go
+    """benchmarks.ours.benchmark_codecs() entries register; (name, qualities) pairs go
     through the module's compress/decompress tensor API."""
     import torch
 
@@ -162,10 +162,10 @@ def test_project_codecs_hook(monkeypatch) -> None:
         c, h, w = data[-3:]
         return torch.frombuffer(bytearray(data[:-3]), dtype=torch.uint8).reshape(c, h, w).float() / 255
 
-    fake = types.ModuleType("neural_collages.codecs")
+    fake = types.ModuleType("benchmarks.ours")
     fake.compress, fake.decompress = compress, decompress
     fake.benchmark_codecs = lambda: [("fake-raw", (1, 2)), ("jpeg", (1,))]  # "jpeg" is taken: skipped
-    monkeypatch.setitem(sys.modules, "neural_collages.codecs", fake)
+    monkeypatch.setitem(sys.modules, "benchmarks.ours", fake)
     try:
         with pytest.warns(RuntimeWarning, match="jpeg"):
             added = registry.load_project_codecs(force=True)
@@ -179,9 +179,9 @@ def test_project_codecs_hook(monkeypatch) -> None:
         registry.unregister_codec("fake-raw")
 
     # a module without the hook, or none at all, is ignored silently
-    monkeypatch.setitem(sys.modules, "neural_collages.codecs", types.ModuleType("neural_collages.codecs"))
+    monkeypatch.setitem(sys.modules, "benchmarks.ours", types.ModuleType("benchmarks.ours"))
     assert registry.load_project_codecs(force=True) == []
-    monkeypatch.setitem(sys.modules, "neural_collages.codecs", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "benchmarks.ours", None)  # import raises ImportError
     assert registry.load_project_codecs(force=True) == []
 
 

@@ -6,14 +6,17 @@ import torch
 import torch.nn.functional as F
 
 from fuzzing import decode_hostile, mutations, payload_flips, with_params
-from neural_collages.cli import main, sample_image_path
+from neural_collages.apps.cli import main
+from neural_collages.assets import model_dir, sample_image_path
+from neural_collages.codecs.neural import codec as neural_codec
 from neural_collages.codecs import compress, decompress, neural, quality_levels
-from neural_collages.container import unpack
+from neural_collages.coding.container import unpack
 from neural_collages.errors import ConfigurationError, FormatError
-from neural_collages.images import load_image
-from neural_collages.metrics import psnr
-from neural_collages.models.collage_codec import RANGE, from_crops
-from neural_collages.training import export_model, load_model
+from neural_collages.imaging.io import load_image
+from neural_collages.imaging.metrics import psnr
+from neural_collages.imaging.tensors import from_crops
+from neural_collages.models.neural_collage import RANGE
+from neural_collages.models.model_files import export_model, load_model
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def test_shipped_models_cover_four_photo_qualities_and_an_aerial_model():
     assert quality_levels("neural", "aerial")
     for model in ("photo", "aerial"):
         for q in quality_levels("neural", model):
-            path = neural.model_dir() / f"{model}-q{q}.safetensors"
+            path = model_dir() / f"{model}-q{q}.safetensors"
             assert path.stat().st_size < 4 * 2**20  # small enough to ship in the package
 
 
@@ -51,13 +54,13 @@ def test_round_trip_rate_and_quality_ordering(photo):
 
 def test_code_file_code_round_trip_is_bit_exact(photo, encoded):
     loaded = neural.load_named_model("photo-q2")
-    coefs, mean_y, mean_c, grid = neural.analyse(photo, loaded)
+    code = neural.analyse(photo, loaded)
     header, payload = unpack(encoded)
-    _, coefs2, mean_y2, mean_c2, grid2 = neural.decode_code(header, payload, neural.config_from_params(header.params))
-    assert grid == grid2
-    assert torch.equal(coefs, coefs2)
-    np.testing.assert_array_equal(mean_y, mean_y2)
-    np.testing.assert_array_equal(mean_c, mean_c2)
+    decoded = neural.decode_code(header, payload, neural.config_from_params(header.params)).code
+    assert code.grid == decoded.grid
+    assert torch.equal(code.coefs, decoded.coefs)
+    np.testing.assert_array_equal(code.mean_y, decoded.mean_y)
+    np.testing.assert_array_equal(code.mean_c, decoded.mean_c)
     assert compress(photo, "neural", 2) == encoded  # encoding is deterministic
 
 
@@ -86,8 +89,9 @@ def test_decoding_is_deterministic_across_runs_and_thread_counts(encoded):
 
 def test_scale_2_decode_pools_to_the_1x_decode_plane_by_plane(encoded):
     header, payload = unpack(encoded)
-    loaded, coefs, mean_y, mean_c, grid = neural.decode_code(header, payload, neural.config_from_params(header.params))
-    model = loaded.model
+    decoded = neural.decode_code(header, payload, neural.config_from_params(header.params))
+    model, code = decoded.loaded.model, decoded.code
+    coefs, mean_y, mean_c, grid = code.coefs, code.mean_y, code.mean_c, code.grid
     n = grid[0] * grid[1]
     Ry, Dy = model.luma_op.num_ranges, model.luma_op.num_candidates
     Rc, Dc = model.chroma_op.num_ranges, model.chroma_op.num_candidates
@@ -149,7 +153,8 @@ def test_model_files_are_checked(tmp_path):
     loaded = neural.load_named_model("photo-q1")
     good = tmp_path / "good.safetensors"
     export_model(loaded.model, good)
-    model, coef, mean, _ = load_model(good)
+    loaded = load_model(good)
+    model, coef, mean = loaded.model, loaded.coef_counts, loaded.mean_counts
     np.testing.assert_array_equal(coef, loaded.model.integer_tables()[0])
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good.read_bytes()[:1000])
@@ -166,7 +171,7 @@ def test_model_files_are_checked(tmp_path):
 
     other = tmp_path / "other.safetensors"
     export_model(NeuralCollageCodec(NeuralCodecConfig(width=16)), other)
-    model = load_model(other)[0]
+    model = load_model(other).model
     assert model.config.width == 16
     from safetensors.torch import load_file, save_file
 
@@ -183,7 +188,7 @@ def test_model_files_are_checked(tmp_path):
 
 def test_cli_neural_round_trip(tmp_path, capsys):
     src = tmp_path / "in.png"
-    from neural_collages.images import save_image
+    from neural_collages.imaging.io import save_image
 
     save_image(load_image(sample_image_path())[:, :64, :96], src)
     out = tmp_path / "a.clg"
@@ -210,12 +215,12 @@ def test_round_trip_with_and_without_context_models(photo, tmp_path, monkeypatch
     path = tmp_path / "tiny.safetensors"
     export_model(model, path)
     loaded = neural.LoadedModel("photo-q1", path)
-    monkeypatch.setattr(neural, "load_named_model", lambda name: loaded)
+    monkeypatch.setattr(neural_codec, "load_named_model", lambda name: loaded)
     data = compress(photo, "neural", 1)
     header, payload = unpack(data)
-    _, coefs, mean_y, mean_c, _ = neural.decode_code(header, payload, neural.config_from_params(header.params))
-    coefs0, mean_y0, mean_c0, _ = neural.analyse(photo, loaded)
-    assert torch.equal(coefs, coefs0) and (coefs != 0).any()
-    np.testing.assert_array_equal(mean_y, mean_y0)
-    np.testing.assert_array_equal(mean_c, mean_c0)
+    decoded = neural.decode_code(header, payload, neural.config_from_params(header.params)).code
+    code = neural.analyse(photo, loaded)
+    assert torch.equal(decoded.coefs, code.coefs) and (code.coefs != 0).any()
+    np.testing.assert_array_equal(decoded.mean_y, code.mean_y)
+    np.testing.assert_array_equal(decoded.mean_c, code.mean_c)
     assert abs(len(payload) - neural.estimate_bits(photo, "photo", 1) / 8) < 0.02 * len(payload) + 24

@@ -4,12 +4,12 @@ import torch.nn.functional as F
 
 from fuzzing import decode_hostile, mutations, payload_flips, with_params
 from neural_collages.codecs import compress, decompress, pifs
-from neural_collages.container import pack, unpack
+from neural_collages.coding.container import pack, unpack
 from neural_collages.errors import ConfigurationError
-from neural_collages.images import load_image
-from neural_collages.metrics import psnr
-from neural_collages.quadtree import QuadtreeCollage
-from neural_collages.cli import sample_image_path
+from neural_collages.imaging.io import load_image
+from neural_collages.imaging.metrics import psnr
+from neural_collages.core.quadtree import QuadtreeCollage
+from neural_collages.assets import sample_image_path
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,8 @@ def test_decode_uses_exactly_the_stored_values(encoded):
     """The decoder's codes are the quantised symbols: scales on the s grid, integer means."""
     header, payload = unpack(encoded)
     config = pifs.PifsConfig.from_params(header.params)
-    for _, tree, codes in pifs.decode_planes(header, payload, config):
-        for code in codes:
+    for plane in pifs.decode_planes(header.width, header.height, header.channels, payload, config):
+        for code in plane.codes:
             if code is None:
                 continue
             q = code.scale / config.s_step
@@ -71,10 +71,10 @@ def test_decode_uses_exactly_the_stored_values(encoded):
 def test_scale_2_decode_pools_to_the_1x_decode_plane_by_plane(encoded):
     header, payload = unpack(encoded)
     config = pifs.PifsConfig.from_params(header.params)
-    for layout_, tree, codes in pifs.decode_planes(header, payload, config):
-        qt = QuadtreeCollage(layout_.padded, config.block_sizes, config.domain_strides)
-        one, _ = qt.decode(tree, codes, scale=1, steps=config.decode_steps)
-        two, _ = qt.decode(tree, codes, scale=2, steps=config.decode_steps)
+    for plane in pifs.decode_planes(header.width, header.height, header.channels, payload, config):
+        qt = QuadtreeCollage(plane.layout.padded, config.block_sizes, config.domain_strides)
+        one, _ = qt.decode(plane.tree, plane.codes, scale=1, steps=config.decode_steps)
+        two, _ = qt.decode(plane.tree, plane.codes, scale=2, steps=config.decode_steps)
         torch.testing.assert_close(F.avg_pool2d(two, 2), one, atol=2e-3, rtol=0)
 
 
@@ -137,7 +137,7 @@ def test_hostile_files_raise_only_format_errors_quickly(encoded):
 
 def test_one_search_serves_every_quality(photo):
     """The benchmark sweep reuses one search: its files must be exactly compress()'s."""
-    from neural_collages.codecs import PifsSweep
+    from benchmarks.ours import PifsSweep
 
     sweep = PifsSweep()
     image = (photo * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()

@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 
 from neural_collages import codecs
-from neural_collages.imaging.io import load_image, to_uint8
 from neural_collages.assets import sample_image_path
+from neural_collages.imaging.io import load_image, to_uint8
 
 HERE = Path(__file__).resolve().parent
 SCALES = (1, 2)

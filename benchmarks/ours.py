@@ -1,0 +1,96 @@
+"""This project's codecs behind the benchmark harness's ``ImageCodec`` interface (``codecs.py``).
+
+Benchmark adapters live here, not in the library: the library's codecs know nothing of sweeps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from neural_collages.codecs import compress, decompress, neural, pifs
+from neural_collages.imaging.io import to_uint8
+
+__all__ = ["PifsSweep", "NeuralBenchmark", "benchmark_codecs", "compress", "decompress"]
+
+
+class PifsSweep:
+    """The PIFS codec for ``benchmarks/``' rate–distortion sweeps (the ``ImageCodec`` protocol).
+
+    The exhaustive search does not depend on the quality, so a sweep over qualities searches each
+    image once (``pifs.analyse``) and only redoes the rate–distortion decisions and the entropy
+    coding per quality (``pifs.encode_analysed``); the files are identical to ``compress``'s.
+    ``last_encode_seconds`` reports what a standalone encode at that quality costs: the image's
+    search time plus that quality's decision and coding time, both measured.
+    """
+
+    name = "pifs"
+    qualities = tuple(sorted(pifs.QUALITY_LAMBDAS))
+    description = (
+        "fractal PIFS codec (neural_collages): exact search, RD quadtree 32-4 px, 8 isometries, "
+        "YCbCr 4:2:0, constriction range coding; one search per image reused across qualities, "
+        "encoding_time = search + per-quality coding"
+    )
+
+    def __init__(self):
+        # Image digest -> (search result, search seconds). A few MB per Kodak image; sweeps may
+        # visit the images quality-major, so every image of the sweep is kept.
+        self._searched: dict[tuple, tuple[list, float]] = {}
+        self.last_encode_seconds = None
+
+    def encode(self, image, quality) -> bytes:
+        import hashlib
+        import time
+
+        x = torch.from_numpy(image).permute(2, 0, 1).to(torch.float32) / 255.0
+        key = (image.shape, hashlib.sha1(image.tobytes()).hexdigest())
+        if key not in self._searched:
+            t0 = time.perf_counter()
+            analyses = pifs.analyse(x, pifs.PifsConfig())
+            self._searched[key] = (analyses, time.perf_counter() - t0)
+        analyses, search_seconds = self._searched[key]
+        t0 = time.perf_counter()
+        data = pifs.encode_analysed(x, analyses, pifs.PifsConfig(quality=quality))
+        self.last_encode_seconds = search_seconds + time.perf_counter() - t0
+        return data
+
+    def versions(self) -> dict[str, str]:
+        import constriction
+
+        from neural_collages import __version__
+
+        return {"neural_collages": __version__, "torch": torch.__version__,
+                "constriction": getattr(constriction, "__version__", "?")}
+
+    def decode(self, data: bytes):
+
+        return to_uint8(decompress(data)).permute(1, 2, 0).contiguous().numpy()
+
+
+class NeuralBenchmark:
+    """The Neural Collage codec (photo model) for ``benchmarks/``' harness (the ``ImageCodec`` protocol)."""
+
+    name = "neural"
+    description = (
+        "Neural Collage codec (neural_collages): CNN encoder -> dense collage codes on 32-px crops "
+        "(local 2:1 domains x 8 isometries + 63 learned aux patches, centred maps), YCbCr 4:2:0, "
+        "DPCM range means, factorized learned prior with integer tables, constriction range coding"
+    )
+
+    def __init__(self, model: str = "photo"):
+        self.model = model
+        self.qualities = neural.available_qualities(model)
+
+    def encode(self, image, quality) -> bytes:
+        x = torch.from_numpy(image).permute(2, 0, 1).to(torch.float32) / 255.0
+        return neural.encode(x, self.model, quality)
+
+    def decode(self, data: bytes):
+
+        return to_uint8(decompress(data)).permute(1, 2, 0).contiguous().numpy()
+
+    versions = PifsSweep.versions
+
+
+def benchmark_codecs():
+    """This project's codecs for the rate–distortion harness (``codecs.load_project_codecs``)."""
+    return [PifsSweep, NeuralBenchmark]

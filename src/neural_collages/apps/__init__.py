@@ -1,0 +1,1 @@
+"""Front ends: the ``collage`` command line (and, as they arrive, the web app)."""

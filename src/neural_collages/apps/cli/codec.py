@@ -1,0 +1,105 @@
+"""``collage compress``, ``decompress`` and ``info``: one image ↔ one ``.clg`` file."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ...coding.container import CODEC_IDS, EXTENSION
+from ...errors import ConfigurationError, ImageError, TransparencyError
+from .common import check_output, positive_int, set_threads
+
+#: Model families of the neural codec (``models.zoo.FAMILIES``; written here so ``--help`` needs no torch).
+MODEL_FAMILIES = ("photo", "aerial")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser(
+        "compress",
+        help="compress an image to a .clg file",
+        description="Compress a PNG/JPEG image (RGB or greyscale) into a .clg file.",
+    )
+    p.add_argument("input", type=Path, help="image to compress (PNG, JPEG, ...)")
+    p.add_argument("output", type=Path, help="output file (.clg)")
+    p.add_argument("--codec", choices=sorted(CODEC_IDS), default="pifs", help="codec (default: %(default)s)")
+    p.add_argument("--quality", type=positive_int, default=None,
+                   help="1 = smallest file ... best quality (pifs: 1-8, default 4; neural: the shipped levels)")
+    p.add_argument("--alpha", choices=("composite", "drop"), default=None,
+                   help="an image with transparency: blend it onto white (composite) or discard the alpha (drop); "
+                        "without this option such images are refused")
+    p.add_argument("--model", choices=MODEL_FAMILIES, default=None,
+                   help="neural codec: model trained on photos (default) or on aerial imagery")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    p.set_defaults(handler=run_compress)
+
+    p = sub.add_parser(
+        "decompress",
+        help="decode a .clg file to an image, at any integer scale",
+        description="Decode a .clg file to PNG (or any format Pillow writes, by extension). "
+        "--scale S decodes the fractal code S times larger (fractal zoom).",
+    )
+    p.add_argument("input", type=Path, help=".clg file")
+    p.add_argument("output", type=Path, help="output image (.png recommended)")
+    p.add_argument("--scale", type=positive_int, default=1, help="integer zoom factor (default: 1)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    p.set_defaults(handler=run_decompress)
+
+    p = sub.add_parser("info", help="print the header of a .clg file", description="Print the header of a .clg file.")
+    p.add_argument("input", type=Path, help=".clg file")
+    p.set_defaults(handler=run_info)
+
+
+def run_compress(args) -> int:
+    from ...codecs import compress, quality_levels
+    from ...imaging.atomic import atomic_write_bytes
+    from ...imaging.io import load_image
+
+    set_threads(args.threads)
+    if args.model is not None and args.codec != "neural":
+        raise ConfigurationError("--model applies to --codec neural only")
+    levels = quality_levels(args.codec, args.model)
+    if args.quality is not None and args.quality not in levels:
+        raise ConfigurationError(f"--quality must be one of {', '.join(map(str, levels))} for {args.codec}")
+    check_output(args.output, args.force)
+    try:
+        image = load_image(args.input, mode="keep", alpha=args.alpha or "error")
+    except TransparencyError:
+        raise ImageError(f"{args.input}: the image has transparency; pass --alpha composite "
+                         "(blend onto white) or --alpha drop") from None
+    t0 = time.perf_counter()
+    data = compress(image, args.codec, args.quality, progress=True, model=args.model)
+    elapsed = time.perf_counter() - t0
+    atomic_write_bytes(args.output, data, force=args.force)
+    H, W = image.shape[-2:]
+    note = "" if args.output.suffix == EXTENSION else f" (the usual extension is {EXTENSION})"
+    print(f"{args.input} -> {args.output}{note}: {len(data)} bytes, {8 * len(data) / (H * W):.4f} bpp, "
+          f"{elapsed:.2f} s")
+    return 0
+
+
+def run_decompress(args) -> int:
+    from ...codecs import decompress
+    from ...codecs.files import read_container
+    from ...coding.container import pack
+    from ...imaging.io import save_image
+
+    set_threads(args.threads)
+    check_output(args.output, args.force)
+    header, payload = read_container(args.input)
+    t0 = time.perf_counter()
+    image = decompress(pack(header, payload), scale=args.scale)
+    elapsed = time.perf_counter() - t0
+    save_image(image, args.output, force=args.force)
+    print(f"{args.input} -> {args.output}: {image.shape[-1]}x{image.shape[-2]}, {elapsed:.2f} s")
+    return 0
+
+
+def run_info(args) -> int:
+    from ...codecs.files import read_container
+    from ...coding.container import describe
+
+    header, payload = read_container(args.input)
+    print(describe(header, len(payload), args.input.stat().st_size))
+    return 0

@@ -1,0 +1,93 @@
+"""The codec protocol, the registry, and what every decoder shares (scale checks, 8-bit output).
+
+A codec is an object with a ``name`` (the one stored in the ``.clg`` header), its quality
+levels, an encoder and a decoder that starts from the container's validated parameters.
+:func:`register` makes it reachable by name from :func:`neural_collages.codecs.compress` /
+``decompress`` and the command line; nothing else needs to change to add one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from .. import limits
+from ..checks import is_int
+from ..coding.container import CODEC_IDS, ContainerHeader
+from ..errors import ConfigurationError, FormatError
+
+#: Largest decode scale any codec accepts (the output pixel count is bounded as well).
+MAX_SCALE = 16
+
+
+@runtime_checkable
+class Codec(Protocol):
+    """What a codec provides (see ``pifs/codec.py`` and ``neural/codec.py``)."""
+
+    name: str
+
+    def qualities(self, model: str | None = None) -> tuple[int, ...]:
+        """Quality levels, 1 = smallest files (``model`` picks a model family where a codec has several)."""
+
+    def encode(self, image: torch.Tensor, quality: int | None = None, *, model: str | None = None,
+               progress: bool = False) -> bytes:
+        """The bytes of a ``.clg`` file for a float image ``(C, H, W)`` in ``[0, 1]`` (``None``: default quality)."""
+
+    def config_from_params(self, params: dict) -> Any:
+        """The decoder's settings from a file's params (:class:`FormatError` on anything invalid)."""
+
+    def decode(self, header: ContainerHeader, payload: bytes, config: Any, scale: int = 1,
+               return_trajectory: bool = False):
+        """The image ``(C, s·H, s·W)`` in ``[0, 1]`` (and the decoding steps' frames with ``return_trajectory``)."""
+
+
+_REGISTRY: dict[str, Codec] = {}
+
+
+def register(codec: Codec) -> Codec:
+    """Make ``codec`` available by its name; the name needs a codec id in the container format."""
+    if not isinstance(codec, Codec):
+        raise ConfigurationError(f"{codec!r} does not implement the Codec protocol")
+    if codec.name not in CODEC_IDS:
+        raise ConfigurationError(f"codec name {codec.name!r} has no id in the .clg container")
+    if codec.name in _REGISTRY and _REGISTRY[codec.name] is not codec:
+        raise ConfigurationError(f"a codec named {codec.name!r} is already registered")
+    _REGISTRY[codec.name] = codec
+    return codec
+
+
+def registered() -> tuple[str, ...]:
+    """Names of the registered codecs."""
+    return tuple(_REGISTRY)
+
+
+def get_codec(name: str) -> Codec:
+    """The registered codec ``name`` (:class:`ConfigurationError` if none)."""
+    if name not in _REGISTRY:
+        raise ConfigurationError(f"unknown codec {name!r}; choose from {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def decoder_for(header: ContainerHeader) -> Codec:
+    """The codec that decodes a file with this header (:class:`FormatError` if this build has none)."""
+    if header.codec not in _REGISTRY:
+        raise FormatError(f"no decoder for codec {header.codec!r} in this build")
+    return _REGISTRY[header.codec]
+
+
+def check_decode_scale(scale, header: ContainerHeader, max_scale: int = MAX_SCALE) -> int:
+    """``scale`` if it is an integer in ``[1, max_scale]`` and the output fits :data:`limits.MAX_PIXELS`."""
+    if not is_int(scale) or not 1 <= scale <= max_scale:
+        raise ConfigurationError(f"scale must be an integer in [1, {max_scale}], got {scale!r}")
+    if scale * scale * header.width * header.height > limits.MAX_PIXELS:
+        raise ConfigurationError(f"decoding {header.width}x{header.height} at scale {scale} exceeds the pixel limit")
+    return int(scale)
+
+
+def to_8bit_levels(x255: torch.Tensor) -> torch.Tensor:
+    """A decoder's final output: values on the 8-bit scale, clamped and rounded, as ``float32`` in ``[0, 1]``.
+
+    Every decoder ends here, so the float image it returns is exactly what a PNG of it holds.
+    """
+    return (x255.clamp(0, 255).round() / 255.0).to(torch.float32)

@@ -1,0 +1,237 @@
+"""The Neural Collage image codec: an encoder network predicts the collage code in one pass.
+
+The model (:class:`neural_collages.models.NeuralCollageCodec`) is a shipped safetensors file
+(``assets/models/<family>-q<quality>.safetensors``, see :mod:`neural_collages.models.zoo`).
+Encoding:
+
+1. pad the image to a multiple of the crop size (replicate), YCbCr, 4:2:0 chroma;
+2. one forward pass of the encoder over all crops gives the dense code; round to integers;
+3. range means are quantised on the image-wide grid and turned into DPCM residuals
+   (median-edge predictor, integer arithmetic);
+4. coefficients and residuals are range-coded with ``constriction`` under the model's integer
+   frequency tables (:mod:`neural_collages.coding.table_coding`), so the symbols decode
+   bit-exactly on every machine (payload layout: ``bitstream.py``).
+
+The file is the shared ``.clg`` container; its params name the model and hold a digest of the
+model's tables and patches, so a file is never decoded with weights other than its own.
+Decoding rebuilds the dense codes and iterates the collage operators to their fixed point at any
+integer scale. Registered as ``"neural"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ... import limits
+from ...coding import table_coding
+from ...coding.container import ContainerHeader, pack, unpack
+from ...errors import ConfigurationError, FormatError
+from ...imaging.tensors import pad_to_multiple
+from ...models.neural_collage import RANGE
+from ...models.zoo import DEFAULT_FAMILY, MODEL_NAME, available_qualities, model_name
+from ..base import check_decode_scale, register, to_8bit_levels
+from .bitstream import (
+    IntegerCode,
+    coefficient_grids,
+    coefficient_sequence,
+    crop_grid,
+    decode_coefficients,
+    decode_means,
+    grids_to_coefficients,
+    join_payload,
+    mean_sequence,
+    split_payload,
+)
+from .models import LoadedModel, load_named_model
+
+PAYLOAD_VERSION = 1
+DEFAULT_QUALITY = 2
+
+
+@dataclass
+class DecodedCode:
+    """A payload decoded to integers, with the model that reads them."""
+
+    loaded: LoadedModel
+    code: IntegerCode
+
+
+# ----------------------------------------------------------------------------- encoder
+def analyse(image: torch.Tensor, loaded: LoadedModel) -> IntegerCode:
+    """Integer code of ``image`` ``(C, H, W)`` in [0, 1] under ``loaded``'s model."""
+    model = loaded.model
+    crop = model.config.crop
+    C, H, W = image.shape
+    rgb = image.expand(3, -1, -1) if C == 1 else image
+    grid = crop_grid(W, H, crop)
+    padded, _ = pad_to_multiple(rgb.unsqueeze(0), crop, mode="replicate")
+    with torch.no_grad():
+        ycc, luma, chroma = model.planes(padded)
+        w_y, w_c = model.encode_weights(ycc, luma, chroma)
+        # The model's rounding dead zone (NeuralCodecConfig.encoder_deadzone); the decoder is unaffected.
+        dz = model.config.encoder_deadzone
+        q_y, q_c = model.quantise(w_y, dz), model.quantise(w_c, dz)
+        grid_y, grid_c = model.mean_grids(luma, chroma)
+    levels = model.config.mean_levels
+    mean_y = torch.round(grid_y).clamp(0, levels).long()[0, 0].numpy()
+    mean_c = torch.round(grid_c).clamp(0, levels).long()[0].numpy()
+    coefs = torch.cat([q_y.flatten(1), q_c.flatten(1)], 1).long()
+    return IntegerCode(coefs, mean_y, mean_c, grid)
+
+
+def _check_image(image) -> None:
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ConfigurationError("the neural codec takes a (1 or 3, H, W) float image")
+    C, H, W = image.shape
+    if H * W > limits.MAX_PIXELS:
+        raise ConfigurationError(f"image of {W}x{H} exceeds the pixel limit")
+
+
+def encode(image: torch.Tensor, model: str = DEFAULT_FAMILY, quality: int = DEFAULT_QUALITY) -> bytes:
+    """Compress a float image ``(C, H, W)`` in ``[0, 1]`` (C = 1 or 3) with the shipped ``model`` at ``quality``."""
+    _check_image(image)
+    C, H, W = image.shape
+    loaded = load_named_model(model_name(model, quality))
+    code = analyse(image.float(), loaded)
+    values, tables = coefficient_sequence(loaded.model, *coefficient_grids(loaded.model, code.coefs, code.grid))
+    coef_bytes = table_coding.encode_in_order(values, tables, loaded.coef_tables)
+    mean_bytes = table_coding.encode_in_order(*mean_sequence(loaded.model, code.mean_y, code.mean_c), loaded.mean_tables)
+    params = {"payload_version": PAYLOAD_VERSION, "model": loaded.name, "model_digest": loaded.digest}
+    return pack(ContainerHeader("neural", W, H, C, params), join_payload(coef_bytes, mean_bytes))
+
+
+def estimate_bits(image: torch.Tensor, model: str = DEFAULT_FAMILY, quality: int = DEFAULT_QUALITY) -> float:
+    """Ideal code length (bits) of the payload's symbols under the model's integer tables."""
+    _check_image(image)
+    loaded = load_named_model(model_name(model, quality))
+    code = analyse(image.float(), loaded)
+    values, tables = coefficient_sequence(loaded.model, *coefficient_grids(loaded.model, code.coefs, code.grid))
+    means = mean_sequence(loaded.model, code.mean_y, code.mean_c)
+    return loaded.coef_tables.bits(values, tables) + loaded.mean_tables.bits(*means)
+
+
+# ----------------------------------------------------------------------------- decoder
+def config_from_params(params: dict) -> dict:
+    """Validate a file's params (``FormatError`` on anything unexpected)."""
+    if set(params) != {"payload_version", "model", "model_digest"}:
+        raise FormatError(f"neural file params must be payload_version, model, model_digest; got {sorted(params)}")
+    if params["payload_version"] != PAYLOAD_VERSION:
+        raise FormatError(f"unsupported neural payload version {params['payload_version']!r}")
+    name = params["model"]
+    if not isinstance(name, str) or not MODEL_NAME.match(name):
+        raise FormatError(f"unknown neural model {name!r}")
+    if not isinstance(params["model_digest"], str):
+        raise FormatError("bad model digest")
+    return dict(params)
+
+
+def decode_code(header: ContainerHeader, payload: bytes, params: dict) -> DecodedCode:
+    """Entropy-decode a payload to its integer code (with every count and value checked)."""
+    try:
+        loaded = load_named_model(params["model"])
+    except ConfigurationError as exc:
+        raise FormatError(str(exc)) from None
+    if loaded.digest != params["model_digest"]:
+        raise FormatError(f"the file was made with other weights for model {params['model']!r} "
+                          f"(digest {params['model_digest']}, this build has {loaded.digest})")
+    model = loaded.model
+    crop = model.config.crop
+    rows, cols = crop_grid(header.width, header.height, crop)
+    coef_bytes, mean_bytes = split_payload(payload)
+    shape_y = (rows * crop // RANGE, cols * crop // RANGE)
+    shape_c = (shape_y[0] // model.chroma_factor, shape_y[1] // model.chroma_factor)
+    per_crop = (model.luma_op.num_ranges * model.luma_op.num_candidates
+                + 2 * model.chroma_op.num_ranges * model.chroma_op.num_candidates)
+    decoder = table_coding.InOrderDecoder(coef_bytes, loaded.coef_tables, max_symbols=rows * cols * per_crop)
+    luma, chroma = decode_coefficients(model, decoder, shape_y, shape_c)
+    decoder.finish()
+    coefs = grids_to_coefficients(model, luma, chroma)
+    ny, nc = shape_y[0] * shape_y[1], shape_c[0] * shape_c[1]
+    decoder = table_coding.InOrderDecoder(mean_bytes, loaded.mean_tables, max_symbols=ny + 2 * nc)
+    mean_y, mean_c = decode_means(model, decoder, shape_y, shape_c)
+    decoder.finish()
+    levels = model.config.mean_levels
+    if mean_y.min() < 0 or mean_y.max() > levels or mean_c.min() < 0 or mean_c.max() > levels:
+        raise FormatError("decoded range means fall outside [0, 255]")
+    return DecodedCode(loaded, IntegerCode(coefs, mean_y, mean_c, (rows, cols)))
+
+
+def reconstruct(loaded: LoadedModel, code: IntegerCode, scale: int = 1, return_trajectory: bool = False):
+    """Decode an integer code to the padded RGB image ``(1, 3, s·rows·crop, s·cols·crop)`` in [0, 1].
+
+    Returns ``(image, frames)``; ``frames`` (the iterates) is ``None`` unless ``return_trajectory``.
+    """
+    model = loaded.model
+    grid = code.grid
+    n = grid[0] * grid[1]
+    Ry, Dy = model.luma_op.num_ranges, model.luma_op.num_candidates
+    Rc, Dc = model.chroma_op.num_ranges, model.chroma_op.num_candidates
+    per = code.coefs.reshape(n, -1)
+    q_y = per[:, : Ry * Dy].reshape(n, 1, Ry, Dy).float()
+    q_c = per[:, Ry * Dy:].reshape(n, 2, Rc, Dc).float()
+    my = torch.from_numpy(code.mean_y).float()[None, None]
+    mc = torch.from_numpy(code.mean_c).float()[None]
+    with torch.no_grad():
+        code_y, code_c = model.codes(q_y, q_c, my, mc)
+        if return_trajectory:
+            return model.synthesize(code_y, code_c, 1, grid, scale=scale, trajectory=True)
+        return model.synthesize(code_y, code_c, 1, grid, scale=scale), None
+
+
+def decode_parts(header: ContainerHeader, payload: bytes, params: dict, scale: int = 1,
+                 return_trajectory: bool = False):
+    """Decode a validated header and payload at integer ``scale`` (see ``codecs.decompress``)."""
+    scale = check_decode_scale(scale, header)
+    if header.channels not in (1, 3):
+        raise FormatError(f"neural files hold 1 or 3 channels, not {header.channels}")
+    decoded = decode_code(header, payload, params)
+    image, frames = reconstruct(decoded.loaded, decoded.code, scale, return_trajectory)
+
+    def finish(x):
+        x = x[0, :, : scale * header.height, : scale * header.width]
+        if header.channels == 1:
+            x = x[:1]
+        return to_8bit_levels(x * 255)
+
+    if return_trajectory:
+        return finish(image), [finish(f) for f in frames]
+    return finish(image)
+
+
+def decode(data: bytes, scale: int = 1) -> torch.Tensor:
+    """Decode the bytes of a neural ``.clg`` file at ``scale``."""
+    header, payload = unpack(data)
+    if header.codec != "neural":
+        raise FormatError(f"not a neural file (codec {header.codec!r})")
+    return decode_parts(header, payload, config_from_params(header.params), scale)
+
+
+class NeuralCodec:
+    """The Neural Collage codec behind the :class:`~neural_collages.codecs.base.Codec` protocol."""
+
+    name = "neural"
+
+    def qualities(self, model: str | None = None) -> tuple[int, ...]:
+        return available_qualities(model or DEFAULT_FAMILY)
+
+    def encode(self, image: torch.Tensor, quality: int | None = None, *, model: str | None = None,
+               progress: bool = False) -> bytes:
+        family = model or DEFAULT_FAMILY
+        levels = self.qualities(family)
+        if not levels:
+            raise ConfigurationError(f"no {family} models are shipped with this build")
+        if quality is None:
+            quality = DEFAULT_QUALITY if DEFAULT_QUALITY in levels else levels[0]
+        return encode(image, family, quality)
+
+    def config_from_params(self, params: dict) -> dict:
+        return config_from_params(params)
+
+    def decode(self, header: ContainerHeader, payload: bytes, config: dict, scale: int = 1,
+               return_trajectory: bool = False):
+        return decode_parts(header, payload, config, scale, return_trajectory)
+
+
+CODEC = register(NeuralCodec())

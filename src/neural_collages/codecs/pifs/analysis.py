@@ -1,0 +1,163 @@
+"""The quality-independent part of PIFS encoding: plane geometry and the exact search of every block.
+
+One search serves every quality (:class:`LevelAnalysis` keeps the sums from which the error of
+any quantised scale follows), so a sweep over qualities searches an image once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ... import limits
+from ...core.quadtree import QuadtreeCollage
+from ...core.search import Progress, best_affine_matches
+from ...errors import ConfigurationError
+from ...imaging.colour import downsample_2x, rgb_to_ycbcr
+from ...imaging.tensors import pad_to_multiple
+from .config import PifsConfig
+
+
+@dataclass(frozen=True)
+class PlaneLayout:
+    """A plane's true size and its size padded to whole root blocks."""
+
+    name: str
+    size: tuple[int, int]
+    padded: tuple[int, int]
+
+
+def plane_layouts(width: int, height: int, channels: int, config: PifsConfig) -> list[PlaneLayout]:
+    top = config.block_sizes[0]
+
+    def padded(h: int, w: int) -> tuple[int, int]:
+        return (-(-h // top) * top, -(-w // top) * top)
+
+    if channels == 1:
+        return [PlaneLayout("y", (height, width), padded(height, width))]
+    even = (height + height % 2, width + width % 2)
+    half = (even[0] // 2, even[1] // 2)
+    return [
+        PlaneLayout("y", even, padded(*even)),
+        PlaneLayout("cb", half, padded(*half)),
+        PlaneLayout("cr", half, padded(*half)),
+    ]
+
+
+def level_domain_counts(size: tuple[int, int], config: PifsConfig) -> list[int]:
+    H, W = size
+    return [
+        ((H - 2 * n) // st + 1) * ((W - 2 * n) // st + 1) if 2 * n <= min(H, W) else 0
+        for n, st in zip(config.block_sizes, config.domain_strides)
+    ]
+
+
+def usable_levels(size: tuple[int, int], config: PifsConfig) -> list[bool]:
+    """A level can code fractal blocks only if its 2n domains fit in the plane."""
+    return [count > 0 for count in level_domain_counts(size, config)]
+
+
+
+@dataclass
+class LevelAnalysis:
+    """Best fractal fit of every block of one level (before quantisation), and its flat alternative.
+
+    The fit's error for any quantised scale ``s`` is ``syy − 2 s·sxy + s²·sxx``, so one search
+    serves every quantisation (:meth:`quantised`).
+    """
+
+    mean: torch.Tensor  # (R,) block means
+    scale: torch.Tensor  # (R,) optimal clamped scale of the best candidate (0 where not searched)
+    candidate: torch.Tensor  # (R,) candidate number (domain · 8 + isometry)
+    syy: torch.Tensor  # (R,) squared error of the mean alone (the flat leaf)
+    sxy: torch.Tensor  # (R,) centred cross product with the chosen candidate
+    sxx: torch.Tensor  # (R,) centred energy of the chosen candidate
+    num_domains: int
+
+    def quantised(self, config: "PifsConfig") -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale levels ``q`` (0 = flat) and the squared error of the quantised fit."""
+        q = torch.round(self.scale / config.s_step).clamp(-config.s_levels, config.s_levels)
+        s = q * config.s_step
+        err = (self.syy - 2 * s * self.sxy + s * s * self.sxx).clamp(min=0)
+        return q.long(), err
+
+
+def analyse_plane(plane: torch.Tensor, qt: QuadtreeCollage, config: PifsConfig,
+                  progress: Progress | None = None) -> list[LevelAnalysis]:
+    """Search every level of the quadtree for one padded plane ``(H, W)`` in 8-bit units."""
+    x = plane.reshape(1, 1, *plane.shape)
+    usable = usable_levels(plane.shape, config)
+    out = []
+    for level, op in enumerate(qt.operators):
+        ranges = op.ranges(x)[0, 0]
+        mean = ranges.mean(dim=-1)
+        centred = ranges - mean[:, None]
+        syy = centred.pow(2).sum(-1)
+        R, P = centred.shape
+        scale = torch.zeros(R, dtype=centred.dtype)
+        candidate = torch.zeros(R, dtype=torch.long)
+        sxy = torch.zeros(R, dtype=centred.dtype)
+        sxx = torch.zeros(R, dtype=centred.dtype)
+        active = (syy > config.flat_variance * P).nonzero()[:, 0] if usable[level] else torch.zeros(0, dtype=torch.long)
+        if active.numel():
+            cands = op.candidates(x)[0, 0].detach()
+            idx, s, _ = best_affine_matches(centred[active], cands, config.s_max, progress=progress)
+            chosen = cands[idx]
+            scale[active], candidate[active] = s, idx
+            sxy[active] = (centred[active] * chosen).sum(-1)
+            sxx[active] = chosen.pow(2).sum(-1)
+            del cands, chosen
+        if progress is not None:
+            progress(R - active.numel())
+        out.append(LevelAnalysis(mean, scale, candidate, syy, sxy, sxx, op.num_domains))
+    return out
+
+
+
+def image_planes(image: torch.Tensor, layouts: list[PlaneLayout]) -> list[torch.Tensor]:
+    """Float planes in 8-bit units, padded to whole root blocks."""
+    x = image.to(torch.float32) * 255.0
+    if len(layouts) == 1:
+        planes = [x[0]]
+    else:
+        even = layouts[0].size
+        x, _ = pad_to_multiple(x.unsqueeze(0), 2)
+        ycc = rgb_to_ycbcr(x[0])
+        planes = [ycc[0], downsample_2x(ycc[1]), downsample_2x(ycc[2])]
+        assert planes[0].shape == even
+    out = []
+    for plane, layout in zip(planes, layouts):
+        padded, _ = pad_to_multiple(plane.reshape(1, 1, *plane.shape), tuple(
+            layout.padded[i] if layout.padded[i] > plane.shape[i] else plane.shape[i] for i in range(2)))
+        out.append(padded[0, 0, : layout.padded[0], : layout.padded[1]].contiguous())
+    return out
+
+
+
+def count_blocks(width: int, height: int, channels: int, config: PifsConfig) -> int:
+    """Blocks :func:`analyse` visits (over every plane and level): the length of its progress."""
+    layouts = plane_layouts(width, height, channels, config)
+    return sum(sum((l.padded[0] // n) * (l.padded[1] // n) for n in config.block_sizes) for l in layouts)
+
+
+def analyse(image: torch.Tensor, config: PifsConfig, progress: Progress | None = None) -> list[list[LevelAnalysis]]:
+    """The quality-independent part of encoding: the exact search of every plane and level.
+
+    :func:`~neural_collages.codecs.pifs.codec.encode_analysed` turns it into a file for any
+    quality with the same geometry, so a sweep over qualities searches once. ``progress`` is
+    called with the number of blocks done (:func:`count_blocks` in all).
+    """
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ConfigurationError("expected an image tensor of shape (1 or 3, H, W)")
+    C, H, W = image.shape
+    if H * W > limits.MAX_PIXELS or min(H, W) < 1 or max(H, W) > 65535:
+        raise ConfigurationError(f"image size {W}x{H} is outside what the codec handles")
+    layouts = plane_layouts(W, H, C, config)
+    planes = image_planes(image.clamp(0, 1), layouts)
+    analyses = []
+    with torch.no_grad():
+        for plane, layout in zip(planes, layouts):
+            qt = QuadtreeCollage(layout.padded, config.block_sizes, config.domain_strides)
+            analyses.append(analyse_plane(plane, qt, config, progress=progress))
+    return analyses

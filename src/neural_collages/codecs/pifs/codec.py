@@ -1,0 +1,154 @@
+"""The fractal (PIFS) image codec: exact exhaustive search, rate–distortion quadtree, entropy-coded files.
+
+Encoding, per colour plane (luma at full resolution, chroma 4:2:0 at half):
+
+1. For every block size of the quadtree (e.g. 32, 16, 8, 4 px) and every block, the exact best
+   domain (twice the block, on a lattice, under the 8 isometries) for a *centred* affine map
+   ``block ≈ s·(domain − mean domain) + m`` (``core/search.py``), with ``s`` then
+   quantised to ``2·s_levels + 1`` values in ``[−s_max, s_max]``. ``s = 0`` is a *flat* block:
+   it sends only its mean.
+2. A bottom-up rate–distortion pruning of the quadtree: each block is a leaf (fractal or flat,
+   whichever has the lower ``D + λ·R``) or splits into four, whichever is cheaper. The quality
+   level sets ``λ``; chroma uses ``λ·chroma_weight``. Bit costs come from the symbol statistics
+   of a first pass, then decisions are made again with them.
+3. Block means are coded as DPCM residuals, predicted from the already coded neighbours above
+   and to the left (integers, step ``mean_step``), so decoding is exact integer arithmetic there.
+4. Symbols (split flags, quantised scales per level, isometries, domain numbers per level, mean
+   residuals) are range-coded with ``constriction`` (``coding/streams.py``) into the
+   payload of a ``.clg`` container (``coding/container.py``).
+
+Decoding rebuilds the quadtree and the sparse codes and iterates a :class:`QuadtreeCollage` (the
+project's :class:`CollageOperator` on range subsets) a fixed number of steps from a blank image,
+at any integer scale. Everything on the decoding path is elementwise IEEE arithmetic in a fixed
+order, so decoded images are bit-identical across runs, thread counts and machines.
+
+Files by job: ``config.py`` (settings, params), ``analysis.py`` (geometry, search),
+``rate_distortion.py`` (decisions), ``bitstream.py`` (symbols ↔ payload), this module (the
+codec's entry points, registered as ``"pifs"``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ...coding.container import ContainerHeader, pack, unpack
+from ...coding.streams import encode_streams
+from ...core.quadtree import QuadtreeCollage
+from ...errors import ConfigurationError, FormatError
+from ...imaging.colour import upsample_2x, ycbcr_to_rgb
+from ..base import MAX_SCALE, check_decode_scale, register, to_8bit_levels
+from .analysis import LevelAnalysis, analyse, count_blocks, plane_layouts
+from .bitstream import decode_planes, plane_symbols, stream_specs
+from .config import DEFAULT_QUALITY, QUALITY_LAMBDAS, PifsConfig
+from .rate_distortion import RateModel, decide_quadtree, rates_from_symbols
+
+__all__ = ["PifsCodec", "PifsConfig", "encode", "encode_analysed", "analyse", "decode", "decode_parts", "MAX_SCALE"]
+
+
+def encode(image: torch.Tensor, config: PifsConfig | None = None, progress: bool = False) -> bytes:
+    """Compress a float image ``(C, H, W)`` in ``[0, 1]`` (C = 1 or 3) to ``.clg`` bytes (``progress``: a tqdm bar)."""
+    config = config or PifsConfig()
+    if not progress:
+        return encode_analysed(image, analyse(image, config), config)
+    total = count_blocks(image.shape[2], image.shape[1], image.shape[0], config) if image.dim() == 3 else None
+    with tqdm(total=total, desc="pifs search", unit="block", leave=False) as bar:
+        analyses = analyse(image, config, progress=bar.update)
+    return encode_analysed(image, analyses, config)
+
+
+def encode_analysed(image: torch.Tensor, analyses: list[list[LevelAnalysis]], config: PifsConfig) -> bytes:
+    """Rate–distortion decisions and entropy coding at ``config.quality`` (see :func:`analyse`)."""
+    C, H, W = image.shape
+    layouts = plane_layouts(W, H, C, config)
+    lams = [config.lam if l.name == "y" else config.lam * config.chroma_weight for l in layouts]
+    rates = RateModel.initial(config)
+    symbols = []
+    for _ in range(2):  # decide, measure symbol statistics, decide again with them
+        symbols = []
+        for a, layout, lam in zip(analyses, layouts, lams):
+            tree, fractal = decide_quadtree(a, layout.padded, config, lam, rates)
+            symbols.append(plane_symbols(tree, fractal, a, config))
+        rates = rates_from_symbols(symbols, config)
+    values = {}
+    for s, layout in zip(symbols, layouts):
+        p = layout.name
+        values[f"{p}.split"] = np.asarray(s.flags, dtype=np.int64)
+        for level in range(len(config.block_sizes)):
+            values[f"{p}.s{level}"] = np.asarray(s.scales[level], dtype=np.int64)
+            values[f"{p}.dom{level}"] = np.asarray(s.domains[level], dtype=np.int64)
+        values[f"{p}.iso"] = np.asarray(s.isometries, dtype=np.int64)
+        values[f"{p}.mean"] = np.asarray(s.means, dtype=np.int64)
+    payload = encode_streams(stream_specs(layouts, config), values)
+    header = ContainerHeader("pifs", W, H, C, config.to_params())
+    return pack(header, payload)
+
+
+def decode(data: bytes, scale: int = 1) -> torch.Tensor:
+    """Decode ``.clg`` bytes of the PIFS codec to a float image ``(C, s·H, s·W)`` in ``[0, 1]``."""
+    header, payload = unpack(data)
+    if header.codec != "pifs":
+        raise FormatError(f"not a PIFS file (codec {header.codec!r})")
+    config = PifsConfig.from_params(header.params)
+    return decode_parts(header, payload, config, scale)
+
+
+def decode_parts(
+    header: ContainerHeader, payload: bytes, config: PifsConfig, scale: int = 1, return_trajectory: bool = False
+):
+    """Decode a validated header and payload at ``scale``.
+
+    Returns the image ``(C, s·H, s·W)`` in ``[0, 1]`` (8-bit values), or with
+    ``return_trajectory`` a pair ``(image, frames)`` where ``frames`` are the images after 0, 1, …
+    decoding steps from the blank start (for animations).
+    """
+    scale = check_decode_scale(scale, header)
+    paths = []  # per plane: the iterates (only the last one unless return_trajectory)
+    with torch.no_grad():
+        for plane in decode_planes(header.width, header.height, header.channels, payload, config):
+            layout = plane.layout
+            qt = QuadtreeCollage(layout.padded, config.block_sizes, config.domain_strides)
+            z, stats = qt.decode(plane.tree, plane.codes, scale=scale, steps=config.decode_steps,
+                                 return_trajectory=return_trajectory)
+            iterates = stats.trajectory if return_trajectory else [z]
+            paths.append([it[0, 0, : scale * layout.size[0], : scale * layout.size[1]] for it in iterates])
+    frames = [_planes_to_image(list(planes), header, scale) for planes in zip(*paths)]
+    return (frames[-1], frames) if return_trajectory else frames[-1]
+
+
+def _planes_to_image(planes: list[torch.Tensor], header: ContainerHeader, scale: int) -> torch.Tensor:
+    H, W = scale * header.height, scale * header.width
+    if header.channels == 1:
+        rgb = planes[0].unsqueeze(0)
+    else:
+        ycc = torch.stack([planes[0], upsample_2x(planes[1]), upsample_2x(planes[2])])
+        rgb = ycbcr_to_rgb(ycc)
+    rgb = rgb[:, :H, :W]
+    return to_8bit_levels(rgb)
+
+
+class PifsCodec:
+    """The fractal codec behind the :class:`~neural_collages.codecs.base.Codec` protocol."""
+
+    name = "pifs"
+
+    def qualities(self, model: str | None = None) -> tuple[int, ...]:
+        if model is not None:
+            raise ConfigurationError("model families apply to the neural codec only")
+        return tuple(sorted(QUALITY_LAMBDAS))
+
+    def encode(self, image: torch.Tensor, quality: int | None = None, *, model: str | None = None,
+               progress: bool = False) -> bytes:
+        self.qualities(model)
+        return encode(image, PifsConfig(quality=DEFAULT_QUALITY if quality is None else quality), progress=progress)
+
+    def config_from_params(self, params: dict) -> PifsConfig:
+        return PifsConfig.from_params(params)
+
+    def decode(self, header: ContainerHeader, payload: bytes, config: PifsConfig, scale: int = 1,
+               return_trajectory: bool = False):
+        return decode_parts(header, payload, config, scale, return_trajectory)
+
+
+CODEC = register(PifsCodec())

@@ -1,0 +1,123 @@
+"""Settings of the PIFS codec: quality levels and everything a bitstream depends on besides the image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...errors import ConfigurationError, FormatError
+
+PAYLOAD_VERSION = 1
+NUM_ISOMETRIES = 8
+
+#: Lagrange multipliers of the quality levels (squared 8-bit error per bit): 1 = smallest file.
+#: On Kodak they span about 0.08 to 1.1 bits per pixel.
+QUALITY_LAMBDAS = {1: 3000.0, 2: 1600.0, 3: 800.0, 4: 400.0, 5: 200.0, 6: 100.0, 7: 50.0, 8: 25.0}
+DEFAULT_QUALITY = 4
+#: Qualities from this one up quantise scales to 31 levels and means in steps of 2 (else 15 and 3).
+FINE_QUANTISATION_FROM = 7
+
+
+
+@dataclass(frozen=True)
+class PifsConfig:
+    """Everything that defines a PIFS bitstream besides the image (stored in the file's params)."""
+
+    quality: int = DEFAULT_QUALITY
+    block_sizes: tuple[int, ...] = (32, 16, 8, 4)
+    #: Domain lattice stride per block size: half the block (denser = better matches, slower).
+    domain_strides: tuple[int, ...] = (16, 8, 4, 4)
+    s_max: float = 1.2
+    #: s is quantised to {−s_levels … s_levels} · s_max / s_levels; None: by quality (see below).
+    s_levels: int | None = None
+    #: Quantisation step of block means (8-bit units); None: by quality.
+    mean_step: int | None = None
+    chroma_weight: float = 0.25  # λ multiplier for chroma planes (4:2:0)
+    decode_steps: int = 12
+    #: Blocks whose variance (per pixel, 8-bit units²) is below this are coded flat without search.
+    flat_variance: float = 2.0
+
+    def __post_init__(self):
+        if self.quality not in QUALITY_LAMBDAS:
+            raise ConfigurationError(f"quality must be one of {sorted(QUALITY_LAMBDAS)}, got {self.quality!r}")
+        # Coarser scales and means pay off at low rates, finer ones at the top qualities
+        # (measured on Kodak; see docs/pifs.md).
+        fine = self.quality >= FINE_QUANTISATION_FROM
+        if self.s_levels is None:
+            object.__setattr__(self, "s_levels", 15 if fine else 7)
+        if self.mean_step is None:
+            object.__setattr__(self, "mean_step", 2 if fine else 3)
+        if type(self.s_levels) is not int or type(self.mean_step) is not int:
+            raise ConfigurationError("s_levels and mean_step must be integers")
+        sizes = self.block_sizes
+        if len(sizes) != len(self.domain_strides) or not 1 <= len(sizes) <= 6:
+            raise ConfigurationError("give 1-6 block sizes and one domain stride per block size")
+        if sizes[-1] < 2 or sizes[0] > 128 or any(sizes[i] != 2 * sizes[i + 1] for i in range(len(sizes) - 1)):
+            raise ConfigurationError(f"block sizes must halve, from at most 128 down to at least 2 px: {sizes}")
+        if any(not 1 <= st <= 2 * n for st, n in zip(self.domain_strides, sizes)):
+            raise ConfigurationError(f"domain strides must lie in [1, 2·block]: {self.domain_strides}")
+        if not 0 < self.s_max <= 2 or not 1 <= self.s_levels <= 127:
+            raise ConfigurationError("s_max must lie in (0, 2] and s_levels in [1, 127]")
+        if not 1 <= self.mean_step <= 16 or not 1 <= self.decode_steps <= 64:
+            raise ConfigurationError("mean_step must lie in [1, 16] and decode_steps in [1, 64]")
+
+    @property
+    def lam(self) -> float:
+        return QUALITY_LAMBDAS[self.quality]
+
+    @property
+    def s_step(self) -> float:
+        return self.s_max / self.s_levels
+
+    @property
+    def mean_levels(self) -> int:
+        """Residuals lie in [−mean_levels, mean_levels]: enough for any 8-bit mean and prediction."""
+        return -(-255 // self.mean_step)
+
+    def to_params(self) -> dict:
+        return {
+            "v": PAYLOAD_VERSION,
+            "quality": self.quality,
+            "blocks": list(self.block_sizes),
+            "strides": list(self.domain_strides),
+            "s_max": self.s_max,
+            "s_levels": self.s_levels,
+            "mean_step": self.mean_step,
+            "steps": self.decode_steps,
+        }
+
+    @classmethod
+    def from_params(cls, params: dict) -> "PifsConfig":
+        """Validate a file's params (hostile input): FormatError on anything unexpected."""
+        expected = {"v", "quality", "blocks", "strides", "s_max", "s_levels", "mean_step", "steps"}
+        if set(params) != expected:
+            raise FormatError(f"PIFS params must have exactly the keys {sorted(expected)}")
+        if params["v"] != PAYLOAD_VERSION:
+            raise FormatError(f"unsupported PIFS payload version {params['v']!r}")
+
+        def ints(value, name):
+            if not isinstance(value, list) or not all(type(v) is int for v in value):
+                raise FormatError(f"PIFS param {name} must be a list of integers")
+            return tuple(value)
+
+        try:
+            if not all(type(params[k]) is int for k in ("quality", "s_levels", "mean_step", "steps")):
+                raise FormatError("PIFS params quality, s_levels, mean_step and steps must be integers")
+            if type(params["s_max"]) not in (int, float):
+                raise FormatError("PIFS param s_max must be a number")
+            return cls(
+                quality=params["quality"],
+                block_sizes=ints(params["blocks"], "blocks"),
+                domain_strides=ints(params["strides"], "strides"),
+                s_max=float(params["s_max"]),
+                s_levels=params["s_levels"],
+                mean_step=params["mean_step"],
+                decode_steps=params["steps"],
+            )
+        except ConfigurationError as exc:
+            raise FormatError(f"invalid PIFS params: {exc}") from None
+
+
+
+def config_from_params(params: dict) -> PifsConfig:
+    """The codec's settings from a file's params (``FormatError`` on anything invalid)."""
+    return PifsConfig.from_params(params)

@@ -1,0 +1,67 @@
+"""Colour spaces and chroma resampling for the codecs.
+
+Everything here is written as plain elementwise torch arithmetic (no matmul, no reductions, no
+fused multiply-adds), so on any IEEE-754 machine the results are bit-identical: decoders use it.
+Values are on the 8-bit scale ``[0, 255]`` (floats), as codecs quantise in those units.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigurationError
+
+
+def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+    """Full-range BT.601 (JPEG/JFIF) YCbCr of ``(..., 3, H, W)`` RGB in ``[0, 255]``."""
+    if rgb.shape[-3] != 3:
+        raise ConfigurationError(f"expected 3 colour channels, got shape {tuple(rgb.shape)}")
+    r, g, b = rgb.unbind(-3)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = 128.0 - 0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 128.0 + 0.5 * r - 0.418688 * g - 0.081312 * b
+    return torch.stack([y, cb, cr], dim=-3)
+
+
+def ycbcr_to_rgb(ycc: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rgb_to_ycbcr` (not clamped)."""
+    if ycc.shape[-3] != 3:
+        raise ConfigurationError(f"expected 3 colour channels, got shape {tuple(ycc.shape)}")
+    y, cb, cr = ycc.unbind(-3)
+    cb = cb - 128.0
+    cr = cr - 128.0
+    r = y + 1.402 * cr
+    g = y - 0.344136 * cb - 0.714136 * cr
+    b = y + 1.772 * cb
+    return torch.stack([r, g, b], dim=-3)
+
+
+def downsample_2x(plane: torch.Tensor) -> torch.Tensor:
+    """2×2 box average of ``(..., H, W)`` with even ``H`` and ``W`` (4:2:0 chroma)."""
+    H, W = plane.shape[-2:]
+    if H % 2 or W % 2:
+        raise ConfigurationError(f"downsample_2x needs even sizes, got {H}x{W}")
+    rows = plane[..., 0::2, :] + plane[..., 1::2, :]
+    return (rows[..., 0::2] + rows[..., 1::2]) * 0.25
+
+
+def upsample_2x(plane: torch.Tensor) -> torch.Tensor:
+    """Double ``(..., H, W)`` with the separable triangle filter (weights 3/4 and 1/4, edges replicated).
+
+    This is the interpolation of centred 2×2 samples (as JPEG decoders do for 4:2:0 chroma); its
+    2×2 box average gives back the input exactly, up to float rounding, except at the edges.
+    """
+    return _upsample_axis(_upsample_axis(plane, -2), -1)
+
+
+def _upsample_axis(x: torch.Tensor, dim: int) -> torch.Tensor:
+    n = x.shape[dim]
+    prev = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim=dim)
+    nxt = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim=dim)
+    even = 0.75 * x + 0.25 * prev
+    odd = 0.75 * x + 0.25 * nxt
+    # Interleave: even samples at 2i, odd samples at 2i + 1.
+    shape = list(x.shape)
+    axis = dim % x.dim()
+    shape[axis] = 2 * n
+    return torch.stack([even, odd], dim=axis + 1).reshape(shape)

@@ -1,0 +1,70 @@
+"""Golden bitstreams: the exact bytes every codec, model and quality writes for the bundled sample,
+and the exact pixels every committed file decodes to (like CompressAI's expected md5 files).
+
+Same-process determinism tests cannot see a format drift across versions, machines or thread
+counts; these files were written by an earlier version and must keep decoding bit-exactly. A
+deliberate format change bumps the payload version and regenerates them
+(``python tests/codecs/golden/regenerate.py``), saying so in the commit.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from neural_collages import codecs
+from neural_collages.assets import sample_image_path
+from neural_collages.imaging.io import load_image, to_uint8
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+DIGESTS = json.loads((GOLDEN / "digests.json").read_text())
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _case(name: str) -> tuple[str, str | None, int]:
+    parts = name.split("-")
+    quality = int(parts[-1][1:])
+    return parts[0], (parts[1] if len(parts) == 3 else None), quality
+
+
+def test_golden_set_covers_every_shipped_codec_model_and_quality():
+    expected = {f"pifs-q{q}" for q in codecs.quality_levels("pifs")}
+    for model in ("photo", "aerial"):
+        expected |= {f"neural-{model}-q{q}" for q in codecs.quality_levels("neural", model)}
+    assert set(DIGESTS) == expected
+    assert {p.stem for p in GOLDEN.glob("*.clg")} == expected
+
+
+@pytest.mark.parametrize("name", sorted(DIGESTS))
+def test_committed_file_is_the_recorded_one(name):
+    assert _sha256((GOLDEN / f"{name}.clg").read_bytes()) == DIGESTS[name]["file"]
+
+
+@pytest.mark.parametrize("name", sorted(DIGESTS))
+def test_committed_file_decodes_to_the_recorded_pixels_at_1x_and_2x(name):
+    data = (GOLDEN / f"{name}.clg").read_bytes()
+    threads = torch.get_num_threads()
+    try:
+        for scale, threads_used in ((1, 1), (2, max(2, threads))):
+            torch.set_num_threads(threads_used)
+            pixels = to_uint8(codecs.decompress(data, scale)).numpy().tobytes()
+            assert _sha256(pixels) == DIGESTS[name][f"pixels_x{scale}"], f"{name} at {scale}x"
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_image(sample_image_path())
+
+
+@pytest.mark.parametrize("name", sorted(DIGESTS))
+def test_encoding_the_sample_writes_the_recorded_bytes(sample, name):
+    codec, model, quality = _case(name)
+    data = codecs.compress(sample, codec, quality, model=model)
+    assert _sha256(data) == DIGESTS[name]["file"], f"{name}: the encoder's output drifted"
