@@ -32,7 +32,7 @@ setup_paths()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image, features  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from benchmarks import codecs as registry  # noqa: E402
 from benchmarks._common import DEFAULT_IMAGES, DEFAULT_OUT, DEFAULT_PUBLISHED, ROOT, dumps  # noqa: E402

@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from neural_collages import CollageOperator, ISOMETRY_NAMES  # noqa: E402
-from neural_collages.core.codes import DenseCode  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:

@@ -1,6 +1,5 @@
 import array
 import json
-import os
 import random
 import re
 import struct

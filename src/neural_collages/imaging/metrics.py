@@ -1,7 +1,7 @@
 """Image quality and rate metrics: PSNR, MS-SSIM, bits per (sub)pixel and Bjøntegaard deltas.
 
 PSNR and MS-SSIM are measured on 8-bit images, as codecs are usually compared: float inputs in
-``[0, data_range]`` are rounded to 8 bit first (:func:`~neural_collages.images.to_uint8`), so
+``[0, data_range]`` are rounded to 8 bit first (:func:`~neural_collages.imaging.io.to_uint8`), so
 a decoder's output is scored as it would be after saving it to a PNG.
 """
 

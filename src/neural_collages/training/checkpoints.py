@@ -65,4 +65,15 @@ def load_checkpoint(path: Path) -> Checkpoint:
     tensors, metadata = read_safetensors(path, CHECKPOINT_KIND)
     model = NeuralCollageCodec(config_from_metadata(path, metadata))
     load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
-    return Checkpoint(model, tensors, int(metadata.get("step", 0)), json.loads(metadata.get("options", "{}")))
+    step = metadata.get("step", "0")
+    if not (isinstance(step, str) and step.isdigit() and len(step) <= 12):
+        raise FormatError(f"{path}: bad step {step!r} in the checkpoint metadata")
+    try:
+        options = json.loads(metadata.get("options", "{}"))
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path}: options in the checkpoint metadata are not JSON ({exc})") from None
+    if not isinstance(options, dict):
+        raise FormatError(f"{path}: options in the checkpoint metadata must be a JSON object")
+    if "sampler_state" not in tensors:
+        raise FormatError(f"{path}: no sampler_state tensor")
+    return Checkpoint(model, tensors, int(step), options)

@@ -21,7 +21,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -133,7 +132,7 @@ def _existing(paths: Sequence[Path]) -> list[Path]:
 
 
 def photo_sources() -> list[Path]:
-    """Every training photo listed in ``DATA.md`` that is installed here, sorted; never Kodak."""
+    """Every training photo listed in ``docs/training.md`` that is installed here, sorted; never Kodak."""
     paths = [_PLASMA_DIR / name / "contents" / "images" / "2560x1600.jpg" for name in _PLASMA_PHOTOS]
     paths += [_LXQT_DIR / name for name in _LXQT_PHOTOS]
     paths += [_PALAPELI_DIR / f"{name}.jpg" for name in _PALAPELI_PHOTOS]
@@ -297,7 +296,7 @@ def _build(
     if not sources:
         raise CorpusError(
             f"no {kind} source images are installed on this machine; install the Debian/PyPI packages "
-            "listed in DATA.md (e.g. plasma-workspace-wallpapers, scikit-image, deepforest)"
+            "listed in docs/training.md (e.g. plasma-workspace-wallpapers, scikit-image, deepforest)"
         )
     old = _prepare_out_dir(out_dir, force)
     origins = _origins(sources)

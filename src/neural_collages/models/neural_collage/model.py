@@ -42,6 +42,7 @@ from ...coding.contexts import NUM_CONTEXTS, NUM_MEAN_CONTEXTS, context_grid, me
 from ...coding.predictors import med_predict
 from ...core.codes import DenseCode, contractive_weights
 from ...core.operator import CollageOperator
+from ...errors import ConfigurationError
 from ...imaging.colour import downsample_2x, rgb_to_ycbcr, upsample_2x, ycbcr_to_rgb
 from ...imaging.tensors import from_crops, to_crops
 from .config import RANGE, NeuralCodecConfig
