@@ -97,7 +97,7 @@ def test_build_refuses_to_overwrite_without_force(sources, tmp_path):
 
 def test_build_with_no_sources_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "photo_sources", lambda: [])
-    with pytest.raises(CorpusError, match="DATA.md"):
+    with pytest.raises(CorpusError, match="docs/training.md"):
         build_corpus("photo", tmp_path / "out", progress=False)
     with pytest.raises(ConfigurationError):
         build_corpus("video", tmp_path / "out", progress=False)
