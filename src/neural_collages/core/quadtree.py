@@ -174,6 +174,8 @@ class QuadtreeCollage:
         order of :meth:`Quadtree.leaf_range_ids` (``None`` where a level has no leaves)."""
         if tree.image_size != self.image_size or tree.block_sizes != self.block_sizes:
             raise ConfigurationError("the quadtree does not match this operator's image size and block sizes")
+        if len(codes) != len(self.operators):
+            raise ConfigurationError(f"expected one code per level ({len(self.operators)}), got {len(codes)}")
         prepared = []
         dtype = None
         for level, (op, code) in enumerate(zip(self.operators, codes)):

@@ -14,7 +14,7 @@ from ..errors import ConfigurationError
 
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
     """Full-range BT.601 (JPEG/JFIF) YCbCr of ``(..., 3, H, W)`` RGB in ``[0, 255]``."""
-    if rgb.shape[-3] != 3:
+    if rgb.dim() < 3 or rgb.shape[-3] != 3:
         raise ConfigurationError(f"expected 3 colour channels, got shape {tuple(rgb.shape)}")
     r, g, b = rgb.unbind(-3)
     y = 0.299 * r + 0.587 * g + 0.114 * b
@@ -25,7 +25,7 @@ def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
 
 def ycbcr_to_rgb(ycc: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`rgb_to_ycbcr` (not clamped)."""
-    if ycc.shape[-3] != 3:
+    if ycc.dim() < 3 or ycc.shape[-3] != 3:
         raise ConfigurationError(f"expected 3 colour channels, got shape {tuple(ycc.shape)}")
     y, cb, cr = ycc.unbind(-3)
     cb = cb - 128.0
@@ -48,8 +48,9 @@ def downsample_2x(plane: torch.Tensor) -> torch.Tensor:
 def upsample_2x(plane: torch.Tensor) -> torch.Tensor:
     """Double ``(..., H, W)`` with the separable triangle filter (weights 3/4 and 1/4, edges replicated).
 
-    This is the interpolation of centred 2×2 samples (as JPEG decoders do for 4:2:0 chroma); its
-    2×2 box average gives back the input exactly, up to float rounding, except at the edges.
+    This is the interpolation of centred 2×2 samples (as JPEG decoders do for 4:2:0 chroma). It is
+    not an exact inverse of :func:`downsample_2x`: a 2×2 box average of its output is the input
+    smoothed by ``(1/8, 3/4, 1/8)`` along each axis (exact for linear ramps).
     """
     return _upsample_axis(_upsample_axis(plane, -2), -1)
 
