@@ -88,7 +88,7 @@ def crafted(data: bytes) -> list[tuple[str, bytes]]:
         ("version=2", with_field(data, VERSION_AT, "B", 2)),
         ("version=255", with_field(data, VERSION_AT, "B", 255)),
         ("codec=0", with_field(data, CODEC_AT, "B", 0)),
-        ("codec=3", with_field(data, CODEC_AT, "B", 3)),
+        ("codec=4", with_field(data, CODEC_AT, "B", 4)),
         ("codec=255", with_field(data, CODEC_AT, "B", 255)),
         ("flags=1", with_field(data, FLAGS_AT, "H", 1)),
         ("flags=0x8000", with_field(data, FLAGS_AT, "H", 0x8000)),

@@ -22,7 +22,8 @@ ALLOWED = {
     "models": {"core", "coding", "imaging", "assets"},
     "codecs": {"core", "coding", "imaging", "models", "assets"},
     "training": {"core", "coding", "imaging", "models", "assets"},
-    "apps": {"core", "coding", "imaging", "models", "codecs", "training", "assets"},
+    "fractal_art": {"core", "coding", "imaging", "codecs", "assets"},
+    "apps": {"core", "coding", "imaging", "models", "codecs", "training", "fractal_art", "assets"},
 }
 
 

@@ -73,7 +73,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys):
 
 
 def test_help_for_every_subcommand():
-    for command in ("demo", "compress", "decompress", "info", "corpus", "train"):
+    for command in ("demo", "compress", "decompress", "info", "fractalize", "app", "corpus", "train"):
         result = subprocess.run([sys.executable, "-m", "neural_collages", command, "--help"], capture_output=True,
                                 text=True)
         assert result.returncode == 0 and f"usage: collage {command}" in result.stdout, result.stderr

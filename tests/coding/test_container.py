@@ -264,7 +264,7 @@ def test_checksum_mismatch(valid):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda d: with_field(d, CODEC_AT, "B", 0), "unknown codec id 0 (this build knows 1=pifs, 2=neural)"),
+        (lambda d: with_field(d, CODEC_AT, "B", 0), "unknown codec id 0 (this build knows 1=pifs, 2=neural, 3=fractal-art)"),
         (lambda d: with_field(d, CODEC_AT, "B", 200), "unknown codec id 200"),
         (lambda d: with_field(d, FLAGS_AT, "H", 4), "reserved flags 0x0004"),
         (lambda d: with_field(d, WIDTH_AT, "I", 0), "image width 0 is out of range"),
@@ -385,7 +385,7 @@ def test_describe(header):
 
 
 def test_codec_names_and_limits():
-    assert CODEC_NAMES == {1: "pifs", 2: "neural"}
+    assert CODEC_NAMES == {1: "pifs", 2: "neural", 3: "fractal-art"}
     assert container.MAX_PAYLOAD_BYTES == 256 * 1024 * 1024
     assert container.MAX_PARAMS_BYTES == 4096
     assert MAX_FILE_BYTES == 27 + 4096 + 256 * 1024 * 1024

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..coding.container import unpack
-from . import neural, pifs
+from . import fractal_art, neural, pifs
 from .base import MAX_SCALE, Codec, check_decode_scale, decoder_for, get_codec, register, registered, to_8bit_levels
 from .files import read_container, write_container
 
@@ -20,6 +20,7 @@ __all__ = [
     "check_decode_scale",
     "compress",
     "decompress",
+    "fractal_art",
     "get_codec",
     "neural",
     "pifs",

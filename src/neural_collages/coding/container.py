@@ -15,7 +15,7 @@ parts:
 |-------------|------|----------------|-----------------------------------------------------------|
 | 0           | 4    | magic          | `b"NCLG"`                                                 |
 | 4           | 1    | version        | format version, `1`                                       |
-| 5           | 1    | codec id       | `1` = `pifs`, `2` = `neural` (see `CODEC_NAMES`)          |
+| 5           | 1    | codec id       | `1` = `pifs`, `2` = `neural`, `3` = `fractal-art`          |
 | 6           | 2    | flags          | reserved, must be `0` in version 1                        |
 | 8           | 4    | width          | image width in pixels, `1 ≤ width ≤ 65535`                |
 | 12          | 4    | height         | image height in pixels, `1 ≤ height ≤ 65535`              |
@@ -119,7 +119,7 @@ FORMAT_VERSION = 1
 #: File name extension of the container.
 EXTENSION = ".clg"
 #: Codec ids stored in byte 5, and the names the API uses for them.
-CODEC_NAMES: dict[int, str] = {1: "pifs", 2: "neural"}
+CODEC_NAMES: dict[int, str] = {1: "pifs", 2: "neural", 3: "fractal-art"}
 #: Inverse of :data:`CODEC_NAMES`.
 CODEC_IDS: dict[str, int] = {name: cid for cid, name in CODEC_NAMES.items()}
 #: Largest width or height.

@@ -11,7 +11,8 @@ import argparse
 import sys
 
 from ...errors import CollageError, OutputExistsError
-from . import codec, corpus, demo, train
+from . import codec, corpus, demo, fractalize, train
+from . import app as web_app
 
 
 def _version() -> str:
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     codec.add_parsers(sub)
     demo.add_parser(sub)
+    fractalize.add_parser(sub)
+    web_app.add_parser(sub)
     corpus.add_parser(sub)
     train.add_parser(sub)
     return parser

@@ -1,0 +1,294 @@
+"""The web app's work: checking uploads, fractal art, the codecs against JPEG; results as data URLs.
+
+Plain functions of bytes, tensors and numbers, with no web framework in sight: ``app.py`` parses
+a request, calls one of these in a worker thread (one job at a time) and returns the dict as JSON.
+Every refusal is a :class:`~neural_collages.errors.CollageError` with one sentence for the user.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from ...assets import sample_image_path
+from ...codecs import compress, decompress, quality_levels
+from ...codecs.fractal_art import encode_art, render
+from ...errors import ConfigurationError, ImageError, TransparencyError
+from ...fractal_art import DEFAULT_STEPS, FractalizeOptions, decode_from_noise, fractalize
+from ...imaging.io import load_image, to_uint8
+from ...imaging.metrics import psnr
+from ..cli.fractalize import ISOMETRY_SETS
+
+#: Largest upload accepted, in bytes.
+MAX_UPLOAD_BYTES = 10 * 2**20
+#: Largest upload accepted, in pixels (checked on the header, before decoding).
+MAX_UPLOAD_PIXELS = 4_000_000
+#: Pillow formats accepted, with the suffix of the temporary file handed to ``load_image``.
+FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp"}
+#: Longer side of the images fractalized / compressed (larger ones are shrunk with Pillow first).
+ART_MAX_SIDE = 512
+CODEC_MAX_SIDE = 1024
+#: Largest zoomed output (width × height).
+MAX_OUTPUT_PIXELS = 4096 * 4096
+RANGE_SIZES = (4, 8, 16)
+ZOOMS = tuple(range(1, 9))
+MAX_STEPS = 200
+CODECS = ("pifs", "neural")
+#: The neural codec's model family offered here (``quality_levels("neural", MODEL)``).
+MODEL = "photo"
+GIF_SIZE, GIF_FRAMES, GIF_MS = 256, 24, 120
+
+
+@dataclass
+class Upload:
+    """A decoded upload: a float image ``(C, H, W)`` in [0, 1], its name and notes for the user."""
+
+    image: torch.Tensor
+    name: str
+    notes: list[str] = field(default_factory=list)
+
+
+def settings() -> dict:
+    """What the page needs to build its forms and state the limits."""
+    return {
+        "max_upload_bytes": MAX_UPLOAD_BYTES,
+        "max_upload_pixels": MAX_UPLOAD_PIXELS,
+        "formats": sorted(FORMATS),
+        "art_max_side": ART_MAX_SIDE,
+        "codec_max_side": CODEC_MAX_SIDE,
+        "range_sizes": list(RANGE_SIZES),
+        "zooms": list(ZOOMS),
+        "isometries": list(ISOMETRY_SETS),
+        "default_steps": DEFAULT_STEPS,
+        "qualities": {codec: list(quality_levels(codec, MODEL if codec == "neural" else None)) for codec in CODECS},
+    }
+
+
+# --------------------------------------------------------------------------- uploads
+
+
+def read_upload(data: bytes | None, filename: str | None, use_sample: bool, max_side: int) -> Upload:
+    """Check and decode an uploaded file (or the bundled sample), shrunk to ``max_side`` if larger."""
+    if use_sample:
+        data, name = sample_image_path().read_bytes(), "the bundled sample"
+    else:
+        name = Path(filename).name[:80] if filename else "the upload"
+        if not data:
+            raise ImageError("no image: choose a file or use the bundled sample")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ImageError(f"{name} is larger than the {MAX_UPLOAD_BYTES // 2**20} MB limit ({len(data) / 2**20:.2f} MB)")
+    suffix = FORMATS[_sniff(data, name)]
+    with tempfile.TemporaryDirectory(prefix="collage-web-") as folder:
+        path = Path(folder) / f"upload{suffix}"
+        path.write_bytes(data)
+        try:
+            image = load_image(path, mode="keep", alpha="error")
+        except TransparencyError:
+            raise TransparencyError(f"{name} has transparency (an alpha channel that is not fully opaque); "
+                                    "flatten it onto a background and upload it again") from None
+        except ImageError as exc:
+            raise ImageError(str(exc).replace(str(path), name)) from None
+    upload = Upload(image, name)
+    H, W = image.shape[-2:]
+    if max(H, W) > max_side:
+        upload.image = shrink(image, max_side)
+        h, w = upload.image.shape[-2:]
+        upload.notes.append(f"shrunk from {W}x{H} to {w}x{h} (longer side at most {max_side} px)")
+    return upload
+
+
+def _sniff(data: bytes, name: str) -> str:
+    """The Pillow format of ``data`` after checking it is accepted and small enough (header only)."""
+    accepted = ", ".join(FORMATS)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt, (w, h) = im.format, im.size
+    except Image.DecompressionBombError:
+        limit = MAX_UPLOAD_PIXELS / 1e6
+        raise ImageError(f"{name} has far more pixels than the {limit:g} megapixels allowed") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise ImageError(f"{name} is not an image file in a format this app reads ({accepted})") from None
+    if fmt not in FORMATS:
+        raise ImageError(f"{name} is a {fmt} image; this app reads {accepted} only")
+    if w * h > MAX_UPLOAD_PIXELS:
+        raise ImageError(f"{name} is {w}x{h} ({w * h / 1e6:.1f} megapixels); the limit is "
+                         f"{MAX_UPLOAD_PIXELS / 1e6:g} megapixels")
+    return fmt
+
+
+def shrink(image: torch.Tensor, max_side: int) -> torch.Tensor:
+    """``image`` resized with Pillow (Lanczos) so that its longer side is ``max_side``."""
+    C, H, W = image.shape
+    k = max_side / max(H, W)
+    size = (max(1, round(W * k)), max(1, round(H * k)))
+    pil = _to_pil(image).resize(size, Image.Resampling.LANCZOS)
+    return torch.from_numpy(_pil_array(pil)).permute(2, 0, 1).float() / 255
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def fractal_job(upload: Upload, range_size: int, zoom: int, isometries: str, steps: int = DEFAULT_STEPS) -> dict:
+    """Fractalize ``upload``: the result rendered at ``zoom``, the decode from noise as a GIF, the code."""
+    image = upload.image
+    C, H, W = image.shape
+    if W * zoom * H * zoom > MAX_OUTPUT_PIXELS:
+        raise ConfigurationError(f"zoom {zoom} of a {W}x{H} image exceeds {MAX_OUTPUT_PIXELS / 1e6:.1f} megapixels; "
+                                 "choose a smaller zoom")
+    options = FractalizeOptions(range_size=range_size, isometries=ISOMETRY_SETS[isometries], steps=steps)
+    art, report = fractalize(image, options)
+    t0 = time.perf_counter()
+    out = render(art, zoom).clamp(0, 1)
+    t_render = time.perf_counter() - t0
+    frames = [_fit(f, GIF_SIZE) for f in decode_from_noise(art, scale=1, frames=GIF_FRAMES)]
+    code = encode_art(art)
+    return {
+        "name": upload.name,
+        "notes": upload.notes,
+        "width": W,
+        "height": H,
+        "zoom": zoom,
+        "original": png_url(image),
+        "result": png_url(out),
+        "animation": gif_url(frames, GIF_MS),
+        "code": data_url(code, "application/octet-stream"),
+        "code_bytes": len(code),
+        "fit_seconds": report.seconds,
+        "render_seconds": t_render,
+        "psnr": _finite(report.psnr),
+        "psnr_closed_form": _finite(_psnr_of_mse(report.mse_closed_form)),
+        "collage_loss": report.collage_loss,
+        "collage_loss_closed_form": report.collage_loss_closed_form,
+        "steps": steps,
+    }
+
+
+def codec_job(upload: Upload, codec: str, quality: int, scale: int) -> dict:
+    """Compress ``upload`` with ``codec`` at ``quality``: the decode, a ``scale``× decode, JPEG at the same size."""
+    image = upload.image
+    C, H, W = image.shape
+    if W * scale * H * scale > MAX_OUTPUT_PIXELS:
+        raise ConfigurationError(f"scale {scale} of a {W}x{H} image exceeds {MAX_OUTPUT_PIXELS / 1e6:.1f} "
+                                 "megapixels; choose a smaller scale")
+    t0 = time.perf_counter()
+    data = compress(image, codec, quality, model=MODEL if codec == "neural" else None)
+    t_encode = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    decoded = decompress(data)
+    t_decode = time.perf_counter() - t0
+    zoomed = decompress(data, scale=scale) if scale > 1 else decoded
+    result = {
+        "name": upload.name,
+        "notes": upload.notes,
+        "codec": codec,
+        "quality": quality,
+        "width": W,
+        "height": H,
+        "scale": scale,
+        "bytes": len(data),
+        "bpp": 8 * len(data) / (H * W),
+        "psnr": _finite(float(psnr(image, decoded))),
+        "encode_seconds": t_encode,
+        "decode_seconds": t_decode,
+        "original": png_url(image),
+        "decoded": png_url(decoded),
+        "zoomed": png_url(zoomed),
+        "code": data_url(data, "application/octet-stream"),
+        "jpeg": None,
+    }
+    jpeg = jpeg_at_most(image, len(data))
+    if jpeg is not None:
+        jpeg_data, jpeg_quality = jpeg
+        with Image.open(io.BytesIO(jpeg_data)) as im:
+            jpeg_image = torch.from_numpy(_pil_array(im)).permute(2, 0, 1).float() / 255
+        result["jpeg"] = {
+            "bytes": len(jpeg_data),
+            "bpp": 8 * len(jpeg_data) / (H * W),
+            "psnr": _finite(float(psnr(image, jpeg_image))),
+            "quality": jpeg_quality,
+            "image": data_url(jpeg_data, "image/jpeg"),
+        }
+    return result
+
+
+def jpeg_at_most(image: torch.Tensor, max_bytes: int) -> tuple[bytes, int] | None:
+    """The best Pillow JPEG (``optimize=True``) of ``image`` no larger than ``max_bytes``, and its quality.
+
+    Bisection over quality 1..95 (file size grows with quality); ``None`` when even quality 1 is larger.
+    """
+    pil = _to_pil(image)
+
+    def encode(q: int) -> bytes:
+        buffer = io.BytesIO()
+        pil.save(buffer, format="JPEG", quality=q, optimize=True)
+        return buffer.getvalue()
+
+    lo, hi, best = 1, 95, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        data = encode(mid)
+        if len(data) <= max_bytes:
+            best, lo = (data, mid), mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+# --------------------------------------------------------------------------- encodings
+
+
+def data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def png_url(image: torch.Tensor) -> str:
+    buffer = io.BytesIO()
+    _to_pil(image).save(buffer, format="PNG")
+    return data_url(buffer.getvalue(), "image/png")
+
+
+def gif_url(frames: list[torch.Tensor], duration_ms: int) -> str:
+    images = [_to_pil(f) for f in frames]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return data_url(buffer.getvalue(), "image/gif")
+
+
+def _to_pil(image: torch.Tensor) -> Image.Image:
+    """A float image ``(C, H, W)`` (C = 1 or 3) as an 8-bit Pillow image, L or RGB."""
+    arr = to_uint8(image).permute(1, 2, 0).numpy()
+    return Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr, mode="L" if arr.shape[2] == 1 else "RGB")
+
+
+def _pil_array(im: Image.Image):
+    """An L or RGB Pillow image as a ``uint8`` array ``(H, W, C)``."""
+    arr = np.array(im.convert("L" if im.mode in ("1", "L") else "RGB"))
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _fit(frame: torch.Tensor, size: int) -> torch.Tensor:
+    """``frame`` shrunk (never enlarged) so that its longer side is at most ``size``."""
+    h, w = frame.shape[-2:]
+    k = min(1.0, size / max(h, w))
+    if k == 1.0:
+        return frame
+    return F.interpolate(frame.unsqueeze(0), size=(max(1, round(h * k)), max(1, round(w * k))), mode="area")[0]
+
+
+def _psnr_of_mse(mse: float) -> float:
+    return 10 * math.log10(1 / max(mse, 1e-12))
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no infinity: an exact result's PSNR is sent as ``null`` (shown as ∞)."""
+    return value if math.isfinite(value) else None
