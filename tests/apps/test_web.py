@@ -116,16 +116,6 @@ def test_codec_job_reports_size_and_decodes(client, codec, quality):
         assert out["jpeg"]["bytes"] <= out["bytes"] and url_image(out["jpeg"]["image"]).format == "JPEG"
 
 
-def test_jpeg_bisection_finds_the_largest_file_that_fits():
-    image = torch.rand(3, 40, 40)
-    data, quality = jobs.jpeg_at_most(image, 2000)
-    assert len(data) <= 2000
-    if quality < 95:
-        bigger, _ = jobs.jpeg_at_most(image, 10**7)
-        assert len(bigger) > 2000
-    assert jobs.jpeg_at_most(image, 10) is None
-
-
 @pytest.mark.parametrize("endpoint", ["/api/fractalize", "/api/codec"])
 def test_bad_uploads_get_one_clear_message_and_the_app_keeps_serving(client, endpoint):
     gif = io.BytesIO()

@@ -30,28 +30,6 @@ def add_parser(sub) -> None:
     p.set_defaults(handler=run_demo)
 
 
-def _jpeg_at_most(image_uint8, max_bytes: int) -> tuple[bytes, int] | None:
-    """The best-quality Pillow JPEG (optimize=True) no larger than ``max_bytes``, by bisection."""
-    import io
-
-    from PIL import Image
-
-    def encode(q: int) -> bytes:
-        buffer = io.BytesIO()
-        Image.fromarray(image_uint8).save(buffer, format="JPEG", quality=q, optimize=True)
-        return buffer.getvalue()
-
-    lo, hi, best = 1, 95, None
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        data = encode(mid)
-        if len(data) <= max_bytes:
-            best, lo = (data, mid), mid + 1
-        else:
-            hi = mid - 1
-    return best
-
-
 def run_demo(args) -> int:
     import io
 
@@ -63,6 +41,7 @@ def run_demo(args) -> int:
     from ...codecs import compress, decompress, quality_levels
     from ...imaging.atomic import atomic_write_bytes
     from ...imaging.io import load_image, save_animation, save_image, to_uint8
+    from ...imaging.jpeg import jpeg_at_most
     from ...imaging.metrics import psnr
 
     set_threads(args.threads)
@@ -134,7 +113,7 @@ def run_demo(args) -> int:
     save_image(neural_zoomed, outputs["neural_zoomed"], force=args.force)
     print(f"neural   {len(neural_data):7d} bytes  {8 * len(neural_data) / (H * W):.3f} bpp  "
           f"PSNR {float(psnr(image, neural_decoded)):.2f} dB  (quality {q_neural}, encode {t_neural:.2f} s)")
-    jpeg = _jpeg_at_most(to_uint8(image).permute(1, 2, 0).numpy(), len(data))
+    jpeg = jpeg_at_most(image, len(data))
     if jpeg is None:
         del outputs["jpeg"]
         print("jpeg     cannot get this small at any quality")

@@ -26,6 +26,7 @@ from ...codecs.fractal_art import encode_art, render
 from ...errors import ConfigurationError, ImageError, TransparencyError
 from ...fractal_art import DEFAULT_STEPS, FractalizeOptions, decode_from_noise, fractalize
 from ...imaging.io import load_image, to_uint8
+from ...imaging.jpeg import jpeg_at_most
 from ...imaging.metrics import psnr
 from ..cli.fractalize import ISOMETRY_SETS
 
@@ -219,29 +220,6 @@ def codec_job(upload: Upload, codec: str, quality: int, scale: int) -> dict:
             "image": data_url(jpeg_data, "image/jpeg"),
         }
     return result
-
-
-def jpeg_at_most(image: torch.Tensor, max_bytes: int) -> tuple[bytes, int] | None:
-    """The best Pillow JPEG (``optimize=True``) of ``image`` no larger than ``max_bytes``, and its quality.
-
-    Bisection over quality 1..95 (file size grows with quality); ``None`` when even quality 1 is larger.
-    """
-    pil = _to_pil(image)
-
-    def encode(q: int) -> bytes:
-        buffer = io.BytesIO()
-        pil.save(buffer, format="JPEG", quality=q, optimize=True)
-        return buffer.getvalue()
-
-    lo, hi, best = 1, 95, None
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        data = encode(mid)
-        if len(data) <= max_bytes:
-            best, lo = (data, mid), mid + 1
-        else:
-            hi = mid - 1
-    return best
 
 
 # --------------------------------------------------------------------------- encodings
