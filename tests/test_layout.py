@@ -23,7 +23,8 @@ ALLOWED = {
     "codecs": {"core", "coding", "imaging", "models", "assets"},
     "training": {"core", "coding", "imaging", "models", "assets"},
     "fractal_art": {"core", "coding", "imaging", "codecs", "assets"},
-    "apps": {"core", "coding", "imaging", "models", "codecs", "training", "fractal_art", "assets"},
+    "ifs": {"core", "imaging", "assets"},
+    "apps": {"core", "coding", "imaging", "models", "codecs", "training", "fractal_art", "ifs", "assets"},
 }
 
 
