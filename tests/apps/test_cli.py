@@ -148,3 +148,20 @@ def test_compress_images_with_transparency_needs_an_explicit_choice(tmp_path, ca
     assert not (tmp_path / "a.clg").exists()
     assert main(["compress", str(src), str(tmp_path / "a.clg"), "--alpha", "composite", "--quality", "1"]) == 0
     assert main(["compress", str(src), str(tmp_path / "b.clg"), "--alpha", "drop", "--quality", "1"]) == 0
+
+
+def test_output_checks_come_before_any_work(small_image, tmp_path, capsys):
+    packed = tmp_path / "small.clg"
+    assert main(["compress", str(small_image), str(packed), "--quality", "1"]) == 0
+    # Never write over the input, not even with --force.
+    before = small_image.read_bytes()
+    assert main(["compress", str(small_image), str(small_image), "--force"]) == 2
+    assert "also the input" in capsys.readouterr().err and small_image.read_bytes() == before
+    # An output suffix no image writer knows fails at once, not after the decode.
+    assert main(["decompress", str(packed), str(tmp_path / "out.xyz")]) == 2
+    assert "unknown output suffix" in capsys.readouterr().err
+    # --max-pixels bounds the output from the header alone.
+    assert main(["decompress", str(packed), str(tmp_path / "o.png"), "--scale", "2", "--max-pixels", "1000"]) == 2
+    assert "more than the limit of 1,000" in capsys.readouterr().err and not (tmp_path / "o.png").exists()
+    assert main(["info", str(packed)]) == 0
+    assert "largest scale within the" in capsys.readouterr().out

@@ -151,13 +151,16 @@ def test_check_decode_scale_bounds_the_output_pixel_count(monkeypatch):
     h = header(width=5, height=4)  # 20 pixels: scale 2 gives 80, scale 3 gives 180
     assert check_decode_scale(1, h) == 1
     assert check_decode_scale(2, h) == 2
-    with pytest.raises(ConfigurationError, match="pixel limit"):
+    with pytest.raises(ConfigurationError, match="180 pixels, more than the limit of 100"):
         check_decode_scale(3, h)
     monkeypatch.setattr(limits, "MAX_PIXELS", 80)  # exactly at the limit is allowed
     assert check_decode_scale(2, h) == 2
     monkeypatch.setattr(limits, "MAX_PIXELS", 79)
     with pytest.raises(ConfigurationError):
         check_decode_scale(2, h)
+    assert check_decode_scale(2, h, max_pixels=80) == 2  # an explicit limit overrides the default
+    with pytest.raises(ConfigurationError, match="limit of 10"):
+        check_decode_scale(1, h, max_pixels=10)
     with pytest.raises(ConfigurationError):
         check_decode_scale(1, header(width=10, height=10))
 

@@ -284,3 +284,19 @@ def test_quantise_rounds_clamps_and_applies_the_dead_zone(tiny_model):
     w = torch.tensor([0.4, 0.6, -0.6, 1.69, -1.71, 100.0, -100.0])
     assert tiny_model.quantise(w).tolist() == [0, 1, -1, 2, -2, b, -b]
     assert tiny_model.quantise(w, deadzone=0.2).tolist() == [0, 0, 0, 1, -2, b, -b]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"width": 1_000_000}, "width must lie"),
+        ({"crop": 65536}, "crop must lie"),
+        ({"blocks": 100_000}, "blocks must lie"),
+        ({"aux_count": 1.5}, "aux_count must be an integer"),
+        ({"lam": float("nan")}, "lam must be a finite number"),
+        ({"context": 1}, "context must be true or false"),
+    ],
+)
+def test_config_types_and_sizes_are_checked_before_anything_is_built(kwargs, message):
+    with pytest.raises(ConfigurationError, match=message):
+        NeuralCodecConfig(**kwargs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..coding.container import unpack
+from ..errors import ConfigurationError
 from . import fractal_art, neural, pifs
 from .base import MAX_SCALE, Codec, check_decode_scale, decoder_for, get_codec, register, registered, to_8bit_levels
 from .files import read_container, write_container
@@ -48,12 +49,17 @@ def compress(image: torch.Tensor, codec: str = "pifs", quality: int | None = Non
     return get_codec(codec).encode(image, quality, model=model, progress=progress)
 
 
-def decompress(data: bytes, scale: int = 1, return_trajectory: bool = False):
+def decompress(data: bytes, scale: int = 1, return_trajectory: bool = False, max_pixels: int | None = None):
     """Decode the bytes of any ``.clg`` file to a float image ``(C, s·H, s·W)`` in ``[0, 1]``.
 
     With ``return_trajectory``, returns ``(image, frames)``: the images after each decoding step.
+    ``max_pixels`` (default :data:`neural_collages.limits.MAX_PIXELS`) bounds the output, checked
+    from the header before any work.
     """
     header, payload = unpack(data)
+    if max_pixels is not None and (not isinstance(max_pixels, int) or isinstance(max_pixels, bool) or max_pixels < 1):
+        raise ConfigurationError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    check_decode_scale(scale, header, max_pixels=max_pixels)
     codec = decoder_for(header)
     config = codec.config_from_params(header.params)
     return codec.decode(header, payload, config, scale, return_trajectory=return_trajectory)

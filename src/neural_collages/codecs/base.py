@@ -76,12 +76,18 @@ def decoder_for(header: ContainerHeader) -> Codec:
     return _REGISTRY[header.codec]
 
 
-def check_decode_scale(scale, header: ContainerHeader, max_scale: int = MAX_SCALE) -> int:
-    """``scale`` if it is an integer in ``[1, max_scale]`` and the output fits :data:`limits.MAX_PIXELS`."""
+def check_decode_scale(scale, header: ContainerHeader, max_scale: int = MAX_SCALE, max_pixels: int | None = None) -> int:
+    """``scale`` if it is an integer in ``[1, max_scale]`` and the output has at most ``max_pixels``
+    pixels (default :data:`limits.MAX_PIXELS`, read now) — checked before any decoding work."""
     if not is_int(scale) or not 1 <= scale <= max_scale:
         raise ConfigurationError(f"scale must be an integer in [1, {max_scale}], got {scale!r}")
-    if scale * scale * header.width * header.height > limits.MAX_PIXELS:
-        raise ConfigurationError(f"decoding {header.width}x{header.height} at scale {scale} exceeds the pixel limit")
+    limit = limits.MAX_PIXELS if max_pixels is None else max_pixels
+    pixels = scale * scale * header.width * header.height
+    if pixels > limit:
+        raise ConfigurationError(
+            f"decoding {header.width}x{header.height} at scale {scale} gives {pixels:,} pixels, "
+            f"more than the limit of {limit:,}"
+        )
     return int(scale)
 
 

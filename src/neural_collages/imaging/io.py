@@ -28,7 +28,8 @@ _LUMA = (0.299, 0.587, 0.114)
 _MODES = ("rgb", "grey", "keep")
 _ALPHA = ("error", "composite", "drop", "keep")
 
-_FORMATS = {
+#: Image suffixes :func:`save_image` writes, and the Pillow format of each.
+IMAGE_SUFFIXES = _FORMATS = {
     ".png": "PNG",
     ".jpg": "JPEG",
     ".jpeg": "JPEG",

@@ -92,6 +92,8 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path, nam
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise FormatError(f"{path}: tensor {name} has shape {tuple(tensor.shape)}, "
                               f"the model needs {tuple(expected[name].shape)}")
+        if not tensor.is_floating_point():
+            raise FormatError(f"{path}: tensor {name} has dtype {tensor.dtype}, the model needs floating point")
         if not torch.isfinite(tensor.float()).all():
             raise FormatError(f"{path}: tensor {name} holds non-finite values")
     model.load_state_dict({**full, **{k: v.to(expected[k].dtype) for k, v in state.items()}})
@@ -122,6 +124,8 @@ def load_model(path: Path) -> ModelFile:
     coef = tensors.get("tables.coef")
     mean = tensors.get("tables.mean")
     K = model.coef_prior.num_symbols
+    if coef is not None and coef.dtype != torch.int32 or mean is not None and mean.dtype != torch.int32:
+        raise FormatError(f"{path}: entropy tables must be int32")
     if coef is None or mean is None or tuple(coef.shape) != (model.coef_prior.mix_logit.shape[0], K) \
             or tuple(mean.shape) != (model.mean_prior.mix_logit.shape[0], model.mean_prior.num_symbols):
         raise FormatError(f"{path}: entropy tables missing or of the wrong shape")

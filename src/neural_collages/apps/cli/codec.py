@@ -42,6 +42,9 @@ def add_parsers(sub) -> None:
     p.add_argument("input", type=Path, help=".clg file")
     p.add_argument("output", type=Path, help="output image (.png recommended)")
     p.add_argument("--scale", type=positive_int, default=1, help="integer zoom factor (default: 1)")
+    p.add_argument("--max-pixels", type=positive_int, default=None,
+                   help="refuse outputs with more pixels, checked before decoding (default: 2**26 = 67,108,864; "
+                        "neural_collages.limits.MAX_PIXELS)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     p.set_defaults(handler=run_decompress)
@@ -62,7 +65,7 @@ def run_compress(args) -> int:
     levels = quality_levels(args.codec, args.model)
     if args.quality is not None and args.quality not in levels:
         raise ConfigurationError(f"--quality must be one of {', '.join(map(str, levels))} for {args.codec}")
-    check_output(args.output, args.force)
+    check_output(args.output, args.force, inputs=(args.input,))
     try:
         image = load_image(args.input, mode="keep", alpha=args.alpha or "error")
     except TransparencyError:
@@ -85,11 +88,13 @@ def run_decompress(args) -> int:
     from ...coding.container import pack
     from ...imaging.io import save_image
 
+    from ...imaging.io import IMAGE_SUFFIXES
+
     set_threads(args.threads)
-    check_output(args.output, args.force)
+    check_output(args.output, args.force, inputs=(args.input,), suffixes=IMAGE_SUFFIXES)
     header, payload = read_container(args.input)
     t0 = time.perf_counter()
-    image = decompress(pack(header, payload), scale=args.scale)
+    image = decompress(pack(header, payload), scale=args.scale, max_pixels=args.max_pixels)
     elapsed = time.perf_counter() - t0
     save_image(image, args.output, force=args.force)
     print(f"{args.input} -> {args.output}: {image.shape[-1]}x{image.shape[-2]}, {elapsed:.2f} s")
@@ -100,6 +105,16 @@ def run_info(args) -> int:
     from ...codecs.files import read_container
     from ...coding.container import describe
 
+    from ... import limits
+    from ...codecs.base import MAX_SCALE
+
     header, payload = read_container(args.input)
     print(describe(header, len(payload), args.input.stat().st_size))
+    # What a decode would cost, from the header alone: output pixels per scale, and the largest
+    # scale the pixel limit allows.
+    pixels = header.width * header.height
+    fits = [s for s in range(1, MAX_SCALE + 1) if s * s * pixels <= limits.MAX_PIXELS]
+    largest = f"{fits[-1]}x ({fits[-1] ** 2 * pixels:,} pixels)" if fits else "none"
+    print(f"decode:      {pixels:,} output pixels at 1x, s² times that at scale s; largest scale within the "
+          f"{limits.MAX_PIXELS:,}-pixel limit: {largest}")
     return 0

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from ...errors import ConfigurationError
 
 #: Range cell size of both planes' operators (luma at full, chroma at half resolution).
 RANGE = 8
+#: Bounds of the integer hyper-parameters: generous for research, small enough to build quickly.
+_INT_BOUNDS = (
+    ("crop", 2 * RANGE, 256),
+    ("width", 1, 1024),
+    ("blocks", 0, 64),
+    ("coef_bound", 1, 1000),
+    ("aux_count", 0, RANGE * RANGE - 1),
+    ("domain_steps", 1, 64),
+    ("train_decode_steps", 1, 64),
+)
 
 
 @dataclass(frozen=True)
@@ -45,22 +56,33 @@ class NeuralCodecConfig:
     lam: float = 0.004  # rate-distortion trade-off the model was trained for: bpp + lam * MSE(8-bit)
 
     def __post_init__(self):
-        if self.crop < 2 * RANGE or self.crop % (2 * RANGE):
+        # Types first (a config may come from a hostile file), then bounds that keep the network
+        # and its tables small enough to build in seconds: width 1e6 or blocks 1e5 would allocate
+        # gigabytes before failing (measured).
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", int) and (type(value) is not int):
+                raise ConfigurationError(f"{f.name} must be an integer, got {value!r}")
+            if f.type in ("float", float):
+                if type(value) not in (int, float) or not math.isfinite(value):
+                    raise ConfigurationError(f"{f.name} must be a finite number, got {value!r}")
+                object.__setattr__(self, f.name, float(value))
+            if f.type in ("bool", bool) and type(value) is not bool:
+                raise ConfigurationError(f"{f.name} must be true or false, got {value!r}")
+        for name, low, high in _INT_BOUNDS:
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigurationError(f"{name} must lie in [{low}, {high}], got {value}")
+        if self.crop % (2 * RANGE):
             raise ConfigurationError(f"crop must be a positive multiple of {2 * RANGE}, got {self.crop}")
-        if not 1 <= self.coef_bound <= 1000:
-            raise ConfigurationError(f"coef_bound must lie in [1, 1000], got {self.coef_bound}")
         if not 0.25 <= self.mean_step <= 64:
             raise ConfigurationError(f"mean_step must lie in [0.25, 64], got {self.mean_step}")
         if not 0 < self.s_max < 1:
             raise ConfigurationError(f"s_max must lie in (0, 1), got {self.s_max}")
         if not 0.0 <= self.encoder_deadzone < 0.5:
             raise ConfigurationError(f"encoder_deadzone must lie in [0, 0.5), got {self.encoder_deadzone}")
-        if not 0 <= self.aux_count <= RANGE * RANGE - 1:
-            raise ConfigurationError(f"aux_count must lie in [0, {RANGE * RANGE - 1}], got {self.aux_count}")
-        if not 1 <= self.domain_steps <= 64:
-            raise ConfigurationError(f"domain_steps must lie in [1, 64], got {self.domain_steps}")
-        if self.width < 1 or self.blocks < 0 or self.train_decode_steps < 1:
-            raise ConfigurationError("width, blocks and train_decode_steps must be positive")
+        if not 0 < self.lam <= 1e3 or not 0 <= self.aux_amplitude <= 1:
+            raise ConfigurationError("lam must lie in (0, 1000] and aux_amplitude in [0, 1]")
 
     @property
     def mean_levels(self) -> int:
