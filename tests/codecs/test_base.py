@@ -213,3 +213,19 @@ def test_to_8bit_levels_clamps_and_rounds():
     out = to_8bit_levels(x)
     expected = torch.tensor([0, 0, 0, 1, 127, 128, 255, 255, 255, 255, 0], dtype=torch.float32) / 255
     assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("gain", [None, 255.0])
+def test_8bit_levels_in_bands_equal_the_one_pass_conversion(monkeypatch, gain):
+    import neural_collages.codecs.base as base
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(3, 37, 29, generator=g, dtype=torch.float64) * 300 - 20)[:, 2:, 3:]  # a cropped view
+    if gain:
+        x = x / 255
+    whole = base.to_8bit_levels(x, gain)
+    reference = (x * (gain or 1)).clamp(0, 255).round() / 255
+    monkeypatch.setattr(base, "LEVELS_CHUNK", 50)
+    banded = base.to_8bit_levels(x, gain)
+    assert banded.dtype == torch.float32 and torch.equal(banded, whole)
+    assert torch.equal(whole, reference.float())

@@ -224,3 +224,20 @@ def test_round_trip_with_and_without_context_models(photo, tmp_path, monkeypatch
     np.testing.assert_array_equal(decoded.mean_y, code.mean_y)
     np.testing.assert_array_equal(decoded.mean_c, code.mean_c)
     assert abs(len(payload) - neural.estimate_bits(photo, "photo", 1) / 8) < 0.02 * len(payload) + 24
+
+
+@pytest.mark.parametrize("budget", [1, 40_000])  # one crop row per band; a few rows per band
+@pytest.mark.parametrize("grey", [False, True])
+def test_large_decodes_in_bands_match_the_one_batch_decode(photo, monkeypatch, budget, grey):
+    # Outputs above WHOLE_DECODE_PIXELS decode band by band (bounded memory). Each band iterates
+    # to the tolerance on its own, so pixels may differ by rounding, never by more than one level.
+    image = photo.mean(0, keepdim=True) if grey else photo
+    data = compress(image, "neural", 3)
+    whole = {s: decompress(data, scale=s) for s in (1, 2)}
+    monkeypatch.setattr(neural_codec, "WHOLE_DECODE_PIXELS", 0)
+    monkeypatch.setattr(neural_codec, "BAND_BUDGET", budget)
+    for s, ref in whole.items():
+        banded = decompress(data, scale=s)
+        assert banded.shape == ref.shape and banded.dtype == ref.dtype
+        diff = (banded - ref).abs() * 255
+        assert float(diff.max()) <= 1.0 + 1e-4 and float((diff > 0).float().mean()) < 0.01

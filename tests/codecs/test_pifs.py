@@ -145,3 +145,15 @@ def test_one_search_serves_every_quality(photo):
         data = sweep.encode(image, q)
         assert data == compress(torch.from_numpy(image).permute(2, 0, 1).float() / 255, "pifs", q)
         assert sweep.last_encode_seconds > 0
+
+
+@pytest.mark.parametrize("rows", [1, 3, 7])
+def test_colour_conversion_in_strips_is_bit_identical_to_one_strip(encoded, monkeypatch, rows):
+    # Large decodes convert YCbCr -> RGB a few chroma rows at a time (bounded temporaries); each
+    # strip takes a one-row halo for the chroma upsampling, so the pixels must not change.
+    from neural_collages.codecs.pifs import codec as pifs_codec
+
+    whole = {s: decompress(encoded, scale=s) for s in (1, 3)}  # 70 rows: odd chroma edge at 1x
+    monkeypatch.setattr(pifs_codec, "STRIP_ROWS", rows)
+    for s, image in whole.items():
+        assert torch.equal(decompress(encoded, scale=s), image)

@@ -423,3 +423,21 @@ def test_aux_weights_do_not_count_in_the_lipschitz_bound(name):
     assert stats.converged
     with pytest.raises(CodeError):
         op.parametrize_domains(u[..., :-1], code.bias)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("band_values", [1, 50])
+def test_banded_dense_step_of_large_outputs_matches_the_reference(name, band_values, monkeypatch):
+    # Without gradients, large dense steps are computed a band of range rows at a time and
+    # written into the image (bounded temporaries); forcing that path must give the same step.
+    import neural_collages.core.step as step_module
+
+    op = make(name)
+    g = torch.Generator().manual_seed(4)
+    code = op.random_code(2, g, kind="dense", dtype=torch.float64)
+    H, W = op.size
+    z = torch.rand(2, op.channels, 2 * H, 2 * W, generator=g, dtype=torch.float64)
+    monkeypatch.setattr(step_module, "DENSE_BAND_VALUES", band_values)
+    with torch.no_grad():
+        banded = op.step(z, code, scale=2)
+    torch.testing.assert_close(banded, reference_step(op, z, code, 2))

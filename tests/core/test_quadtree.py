@@ -274,3 +274,19 @@ def test_decode_needs_exactly_one_code_per_level():
         qt.decode(tree, [code0], steps=3)
     with pytest.raises(ConfigurationError, match="one code per level"):
         qt.decode(tree, [code0, None, None], steps=3)
+
+
+@pytest.mark.parametrize("centred", [False, True])
+def test_chunked_decode_of_large_outputs_is_bit_identical_to_the_prepared_decode(monkeypatch, centred):
+    # Outputs above PREPARED_PIXELS rebuild their gather indices per step in chunks (bounded
+    # memory); forcing that path on a small image must not change a single bit.
+    import neural_collages.core.quadtree as quadtree
+
+    tree = random_tree(5)
+    qt = QuadtreeCollage(SIZE, BLOCKS, centred=centred)
+    codes = random_codes(qt, tree, 5, k=2)
+    whole, _ = qt.decode(tree, codes, scale=2, steps=6, tol=0.0)
+    monkeypatch.setattr(quadtree, "PREPARED_PIXELS", 16)
+    monkeypatch.setattr(quadtree, "CHUNK_PIXELS", 40)  # a few ranges per chunk, not a multiple of any level
+    chunked, _ = qt.decode(tree, codes, scale=2, steps=6, tol=0.0)
+    assert torch.equal(whole, chunked)

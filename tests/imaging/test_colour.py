@@ -150,3 +150,20 @@ def test_results_are_identical_across_thread_counts():
         torch.set_num_threads(threads)
     for one, two in zip(*results):
         assert torch.equal(one, two)
+
+
+@pytest.mark.parametrize("factor", [1, 2])
+@pytest.mark.parametrize("rows", [1, 2, 5, 64])
+@pytest.mark.parametrize("size", [(13, 9), (16, 16), (7, 30)])
+def test_conversion_in_strips_equals_the_whole_image_conversion(factor, rows, size):
+    from neural_collages.imaging.colour import planes_to_rgb_in_strips
+
+    H, W = size
+    g = torch.Generator().manual_seed(H * W + factor)
+    h, w = -(-H // factor), -(-W // factor)
+    luma = torch.rand(h * factor + 1, w * factor + 2, generator=g) * 255  # planes may be padded
+    chroma = torch.rand(2, h, w, generator=g) * 255
+    up = upsample_2x(chroma) if factor == 2 else chroma
+    whole = ycbcr_to_rgb(torch.cat([luma[None, :H, :W], up[:, :H, :W]]))
+    strips = planes_to_rgb_in_strips(luma, chroma, (H, W), ycbcr_to_rgb, factor=factor, strip_rows=rows)
+    assert strips.shape == (3, H, W) and torch.equal(strips, whole)

@@ -91,9 +91,28 @@ def check_decode_scale(scale, header: ContainerHeader, max_scale: int = MAX_SCAL
     return int(scale)
 
 
-def to_8bit_levels(x255: torch.Tensor) -> torch.Tensor:
+#: Values converted per chunk by :func:`to_8bit_levels` (three temporaries of 16 MB, not of the image).
+LEVELS_CHUNK = 1 << 22
+
+
+def to_8bit_levels(x255: torch.Tensor, gain: float | None = None) -> torch.Tensor:
     """A decoder's final output: values on the 8-bit scale, clamped and rounded, as ``float32`` in ``[0, 1]``.
 
     Every decoder ends here, so the float image it returns is exactly what a PNG of it holds.
+    ``gain`` multiplies the input first (``to_8bit_levels(x, 255)`` is ``to_8bit_levels(x * 255)``).
+    Large inputs are converted in chunks (the same arithmetic per value, bit-identical).
     """
-    return (x255.clamp(0, 255).round() / 255.0).to(torch.float32)
+    def convert(x: torch.Tensor) -> torch.Tensor:
+        if gain is not None:
+            x = x * gain
+        return (x.clamp(0, 255).round() / 255.0).to(torch.float32)
+
+    if x255.numel() <= LEVELS_CHUNK or x255.dim() < 2:
+        return convert(x255)
+    # Bands of rows, so that a cropped (non-contiguous) view is never copied whole.
+    out = torch.empty(x255.shape, dtype=torch.float32)
+    rows = x255.shape[-2]
+    band = max(1, LEVELS_CHUNK * rows // x255.numel())
+    for a in range(0, rows, band):
+        out[..., a : a + band, :] = convert(x255[..., a : a + band, :])
+    return out

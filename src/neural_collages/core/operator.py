@@ -329,9 +329,11 @@ class CollageOperator(nn.Module):
         """
         return _step.prepare(self, code, check_scale(scale), ranges)
 
-    def apply_prepared(self, z: torch.Tensor, prepared: PreparedCode, out: torch.Tensor | None = None) -> torch.Tensor:
-        """One step with a code from :meth:`prepare` (``out``: the image a range-subset code writes into)."""
-        return _step.apply_prepared(self, z, prepared, out)
+    def apply_prepared(self, z: torch.Tensor, prepared: PreparedCode, out: torch.Tensor | None = None,
+                       buffer: torch.Tensor | None = None, means: torch.Tensor | None = None) -> torch.Tensor:
+        """One step with a code from :meth:`prepare` (``out``: the image a range-subset code writes into;
+        ``buffer`` / ``means``: this step's pooled buffer and domain means, when shared by several subsets)."""
+        return _step.apply_prepared(self, z, prepared, out, buffer, means)
 
     def step(self, z: torch.Tensor, code: Code, scale: int = 1) -> torch.Tensor:
         """One application of the collage operator to images ``z`` of shape ``(B, C, sH, sW)``."""

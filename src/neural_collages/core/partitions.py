@@ -157,7 +157,31 @@ class CandidateTables:
     domain_starts: torch.Tensor  # (Nd,) int64: buffer position of each domain's first pooled pixel
     domain_lattice: torch.Tensor  # (Nd,) int64: lattice of each domain
     local_offsets: torch.Tensor  # (G, n_iso, P) int64: pixel offsets within a domain's pooled block
-    range_pixel_order: torch.Tensor  # (sH·sW,) int64: image raster position -> (range, pixel) slot
+    range_grid_shape: tuple[int, int]  # (rows, cols) of range cells
+    range_cell: tuple[int, int]  # (s·rh, s·rw): a range cell at this scale
+
+    @property
+    def range_pixel_order(self) -> torch.Tensor:
+        """``(sH·sW,)`` int64: image raster position -> (range, pixel) slot, for writing ranges back.
+
+        Computed on demand (8 bytes per output pixel: not worth keeping for every level of a
+        quadtree); :meth:`subset_positions` gives a range subset's positions without it.
+        """
+        (rows, cols), (ph, pw) = self.range_grid_shape, self.range_cell
+        device = self.domain_starts.device
+        yy = torch.arange(rows * ph, device=device)[:, None]
+        xx = torch.arange(cols * pw, device=device)[None, :]
+        range_id = (yy // ph) * cols + (xx // pw)
+        pixel_id = (yy % ph) * pw + (xx % pw)
+        return (range_id * (ph * pw) + pixel_id).reshape(-1)
+
+    def subset_positions(self, ranges: torch.Tensor) -> torch.Tensor:
+        """Raster positions ``(len(ranges)·P,)`` of the pixels of ``ranges``, range by range, each in raster order."""
+        cols, (ph, pw) = self.range_grid_shape[1], self.range_cell
+        ry, rx = ranges // cols, ranges % cols
+        i = torch.arange(ph, device=ranges.device).repeat_interleave(pw)
+        j = torch.arange(pw, device=ranges.device).repeat(ph)
+        return ((ry[:, None] * ph + i) * (cols * pw) + rx[:, None] * pw + j).reshape(-1)
 
     @property
     def num_domains(self) -> int:
@@ -223,13 +247,6 @@ def build_candidate_tables(
     n_iso = max(1, len(isometries))
     local_offsets = torch.stack(locals_) if locals_ else torch.zeros(0, n_iso, P, dtype=torch.long)
 
-    # Image raster position -> slot in the (R, P) range-major layout, used to write ranges back.
-    rows_r, cols_r = range_grid.grid
-    yy = torch.arange(sH)[:, None]
-    xx = torch.arange(sW)[None, :]
-    range_id = (yy // ph) * cols_r + (xx // pw)
-    pixel_id = (yy % ph) * pw + (xx % pw)
-    order = (range_id * P + pixel_id).reshape(-1)
     empty = torch.zeros(0, dtype=torch.long)
     return CandidateTables(
         scale=scale,
@@ -244,5 +261,6 @@ def build_candidate_tables(
         domain_starts=torch.cat(starts) if starts else empty,
         domain_lattice=torch.cat(lattice_ids) if lattice_ids else empty,
         local_offsets=local_offsets,
-        range_pixel_order=order,
+        range_grid_shape=range_grid.grid,
+        range_cell=(ph, pw),
     )

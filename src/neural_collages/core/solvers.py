@@ -29,8 +29,17 @@ class DecodeStats:
     trajectory: list[torch.Tensor] | None = field(default=None, repr=False)
 
 
+#: Elements per chunk of the residual: a full-size difference of a 2^26-pixel plane is 0.5 GB.
+RESIDUAL_CHUNK = 1 << 22
+
+
 def _sup_residual(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    return (new - old).detach().abs().flatten(1).amax(dim=1)
+    a, b = new.detach().flatten(1), old.detach().flatten(1)
+    if a.shape[1] <= RESIDUAL_CHUNK:
+        return (a - b).abs().amax(dim=1)
+    parts = [(a[:, i : i + RESIDUAL_CHUNK] - b[:, i : i + RESIDUAL_CHUNK]).abs().amax(dim=1)
+             for i in range(0, a.shape[1], RESIDUAL_CHUNK)]
+    return torch.stack(parts, 1).amax(dim=1)
 
 
 def _check_budget(tol: float, max_steps: int) -> None:

@@ -105,9 +105,7 @@ def prepare(op: CollageOperator, code: Code, scale: int, ranges: torch.Tensor | 
     else:
         order = None
         pixel_range = torch.arange(R, device=device).repeat_interleave(P)
-        inverse = torch.empty_like(tables.range_pixel_order)
-        inverse[tables.range_pixel_order] = torch.arange(inverse.numel(), device=device)
-        positions = inverse.reshape(op.num_ranges, P)[ranges].reshape(-1)
+        positions = tables.subset_positions(ranges)  # int64: index_copy_ takes no other index type
     idx = tables.rows(code.index)  # (B, Cw, R, k, P)
     idx = idx.permute(0, 1, 3, 2, 4).reshape(B, Cw, k, R * P)
     if order is not None:
@@ -134,12 +132,19 @@ def prepare(op: CollageOperator, code: Code, scale: int, ranges: torch.Tensor | 
 
 
 def apply_prepared(
-    op: CollageOperator, z: torch.Tensor, prepared: PreparedCode, out: torch.Tensor | None = None
+    op: CollageOperator,
+    z: torch.Tensor,
+    prepared: PreparedCode,
+    out: torch.Tensor | None = None,
+    buffer: torch.Tensor | None = None,
+    means: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One step with a code from :func:`prepare`.
 
     For a code on a range subset, ``out`` is the image whose other pixels are kept; the subset's
-    pixels are replaced (in place when no gradient is being recorded).
+    pixels are replaced (in place when no gradient is being recorded). ``buffer`` (``op.pooled_buffer(z)``)
+    and ``means`` (``op.domain_means(buffer)``) may be passed in when several subsets of one step
+    share them, so that they are computed once per step, not once per subset.
     """
     scale, code = prepared.scale, prepared.code
     op.check_image(z, scale)
@@ -149,10 +154,11 @@ def apply_prepared(
     sH, sW = scale * op.size[0], scale * op.size[1]
     if prepared.kind == "dense":
         return dense_step(op, z, code, scale)
-    buffer = op.pooled_buffer(z, scale)  # (B, C, L)
+    if buffer is None:
+        buffer = op.pooled_buffer(z, scale)  # (B, C, L)
     constant = code.bias  # (B, C, R)
     if prepared.domain is not None:
-        constant = constant - picked_means(op, buffer, prepared, scale)
+        constant = constant - picked_means(op, buffer, prepared, scale, means)
     values = torch.index_select(constant.reshape(-1), 0, prepared.bias_index).reshape(B, C, -1)
     flat = buffer.reshape(-1)
     for j in range(prepared.index.shape[1]):
@@ -171,11 +177,14 @@ def apply_prepared(
     return out
 
 
-def picked_means(op: CollageOperator, buffer: torch.Tensor, prepared: PreparedCode, scale: int) -> torch.Tensor:
+def picked_means(
+    op: CollageOperator, buffer: torch.Tensor, prepared: PreparedCode, scale: int, means: torch.Tensor | None = None
+) -> torch.Tensor:
     """``Σ_j s_j · mean(candidate_j)`` per range, ``(B, C, R)``, for centred sparse codes."""
     code = prepared.code
     B, C = buffer.shape[:2]
-    means = op.domain_means(buffer, scale)  # (B, C, Nd)
+    if means is None:
+        means = op.domain_means(buffer, scale)  # (B, C, Nd)
     if op.num_aux:
         means = torch.cat([means, buffer.new_zeros(B, C, 1)], dim=2)  # aux patches are centred already
     domain = torch.where(prepared.domain < 0, means.shape[2] - 1, prepared.domain)  # (B, Cw, R, k)
@@ -187,19 +196,45 @@ def picked_means(op: CollageOperator, buffer: torch.Tensor, prepared: PreparedCo
     return total
 
 
+#: Output values (B·C·pixels) above which a step without gradients is computed a band of range
+#: rows at a time, written straight into the image: the whole-image way holds two image-sized
+#: temporaries (the ranges, then their assembly), 1.6 GB for a 2^26-pixel RGB output.
+DENSE_BAND_VALUES = 1 << 23
+
+
 def dense_step(op: CollageOperator, z: torch.Tensor, code: DenseCode, scale: int) -> torch.Tensor:
     """One step with a dense code: ``weights @ candidates + bias`` per range."""
     # Domain candidates are gathered per image; auxiliary patches are the same for every
     # image, so their contribution is one broadcast matmul instead of B copies.
     n_dom = op.num_candidates - op.num_aux
-    out = code.bias.unsqueeze(-1)
+    cand = aux = None
     if n_dom:
         buffer = op.pooled_buffer(z, scale, include_aux=False)
         cand = buffer[:, :, op.candidate_rows(scale, z.device, n_dom)]  # (B, C, D_dom, P)
         if op.centred:
             means = op.domain_means(buffer, scale).repeat_interleave(len(op.isometries), dim=2)
             cand = cand - means.unsqueeze(-1)
-        out = torch.matmul(code.weights[..., :n_dom], cand) + out
     if op.num_aux:
-        out = torch.matmul(code.weights[..., n_dom:], op.aux_at_scale(scale, z.dtype).to(z.device)) + out
-    return op.assemble(out, scale)
+        aux = op.aux_at_scale(scale, z.dtype).to(z.device)
+
+    def ranges(weights: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:  # (B, C, r, P)
+        out = bias.unsqueeze(-1)
+        if cand is not None:
+            out = torch.matmul(weights[..., :n_dom], cand) + out
+        if aux is not None:
+            out = torch.matmul(weights[..., n_dom:], aux) + out
+        return out
+
+    B, C = z.shape[:2]
+    if torch.is_grad_enabled() or B * C * z.shape[2] * z.shape[3] <= DENSE_BAND_VALUES:
+        return op.assemble(ranges(code.weights, code.bias), scale)
+    rows, cols = op.range_grid.grid
+    ph, pw = scale * op.range_size[0], scale * op.range_size[1]
+    image = z.new_empty(B, C, rows * ph, cols * pw)
+    band = max(1, DENSE_BAND_VALUES // (B * C * cols * ph * pw))
+    for a in range(0, rows, band):
+        b = min(rows, a + band)
+        part = ranges(code.weights[:, :, a * cols : b * cols], code.bias[:, :, a * cols : b * cols])
+        image[:, :, a * ph : b * ph] = part.reshape(B, C, b - a, cols, ph, pw).permute(0, 1, 2, 4, 3, 5).reshape(
+            B, C, (b - a) * ph, cols * pw)
+    return image

@@ -7,6 +7,8 @@ Values are on the 8-bit scale ``[0, 255]`` (floats), as codecs quantise in those
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from ..errors import ConfigurationError
@@ -66,3 +68,39 @@ def _upsample_axis(x: torch.Tensor, dim: int) -> torch.Tensor:
     axis = dim % x.dim()
     shape[axis] = 2 * n
     return torch.stack([even, odd], dim=axis + 1).reshape(shape)
+
+
+def planes_to_rgb_in_strips(
+    luma: torch.Tensor,
+    chroma: torch.Tensor,
+    size: tuple[int, int],
+    convert: Callable[[torch.Tensor], torch.Tensor],
+    factor: int = 2,
+    strip_rows: int = 256,
+) -> torch.Tensor:
+    """``(3, H, W)`` from a luma plane ``(≥H, ≥W)`` and chroma ``(2, h, w)`` (``factor`` 2: 4:2:0, 1: 4:4:4).
+
+    ``convert`` maps a ``(3, rows, cols)`` YCbCr strip (chroma already upsampled) to RGB. The image
+    is converted ``strip_rows`` chroma rows at a time, so temporaries stay a few strips however
+    large the output. Upsampling reads one chroma row above and below, so each strip takes a
+    one-row halo: every pixel is computed exactly as in a whole-image conversion (bit-identical).
+    """
+    if factor not in (1, 2):
+        raise ConfigurationError(f"chroma factor must be 1 or 2, got {factor!r}")
+    H, W = size
+    out = torch.empty(3, H, W, dtype=torch.float32)
+    rows = chroma.shape[-2]
+    halo = factor - 1
+    for c0 in range(0, rows, strip_rows):
+        c1 = min(rows, c0 + strip_rows)
+        r0, r1 = factor * c0, min(H, factor * c1)
+        if r0 >= r1:
+            break
+        lo, hi = max(0, c0 - halo), min(rows, c1 + halo)
+        part = chroma[:, lo:hi]
+        if factor == 2:
+            part = upsample_2x(part)
+        part = part[:, factor * (c0 - lo) : factor * (c1 - lo)]
+        ycc = torch.cat([luma[None, r0:r1, :W], part[:, : r1 - r0, :W]], 0)
+        out[:, r0:r1] = convert(ycc)
+    return out

@@ -310,15 +310,25 @@ def _to_hwc_uint8(image) -> np.ndarray:
 # --------------------------------------------------------------------------- conversions
 
 
+#: Values converted to 8 bit at a time (temporaries of 16 MB).
+UINT8_CHUNK = 1 << 22
+
+
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """``round(clamp(x, 0, 1) * 255)`` as ``uint8``, same shape; ``uint8`` input is returned as is."""
     if x.dtype == torch.uint8:
         return x
     if not x.is_floating_point():
         raise ImageError(f"to_uint8 expects a floating point tensor in [0, 1], got {x.dtype}")
-    if bool(torch.isnan(x).any()):
-        raise ImageError("image contains NaN values; cannot convert it to 8 bit")
-    return (x.to(torch.float32).clamp(0.0, 1.0) * 255.0).round_().to(torch.uint8)
+    # In chunks: a 2^26-pixel RGB image would otherwise need two 0.8 GB float temporaries.
+    flat = x.reshape(-1)
+    out = torch.empty(flat.shape, dtype=torch.uint8)
+    for a in range(0, flat.numel(), UINT8_CHUNK):
+        part = flat[a : a + UINT8_CHUNK]
+        if bool(torch.isnan(part).any()):
+            raise ImageError("image contains NaN values; cannot convert it to 8 bit")
+        out[a : a + UINT8_CHUNK] = (part.to(torch.float32).clamp(0.0, 1.0) * 255.0).round_()
+    return out.reshape(x.shape)
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:

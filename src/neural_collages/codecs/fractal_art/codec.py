@@ -139,8 +139,8 @@ def decode_parts(header: ContainerHeader, payload: bytes, config: ArtConfig, sca
     art = decode_art(header, payload, config)
     if return_trajectory:
         image, frames = render(art, scale, return_trajectory=True)
-        return to_8bit_levels(image * 255), [to_8bit_levels(f * 255) for f in frames]
-    return to_8bit_levels(render(art, scale) * 255)
+        return to_8bit_levels(image, 255), [to_8bit_levels(f, 255) for f in frames]
+    return to_8bit_levels(render(art, scale), 255)
 
 
 def read_art(data: bytes) -> ArtCode:

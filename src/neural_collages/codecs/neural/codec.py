@@ -28,6 +28,7 @@ from ... import limits
 from ...coding import table_coding
 from ...coding.container import ContainerHeader, pack, unpack
 from ...errors import ConfigurationError, FormatError
+from ...imaging.colour import planes_to_rgb_in_strips, ycbcr_to_rgb
 from ...imaging.tensors import pad_to_multiple
 from ...models.neural_collage import RANGE
 from ...models.zoo import DEFAULT_FAMILY, MODEL_NAME, available_qualities, model_name
@@ -180,6 +181,39 @@ def reconstruct(loaded: LoadedModel, code: IntegerCode, scale: int = 1, return_t
         return model.synthesize(code_y, code_c, 1, grid, scale=scale), None
 
 
+#: Outputs up to this many pixels are decoded in one batch of crops (as the golden files were);
+#: larger ones band by band, so that peak memory is a few planes instead of every crop's pooled
+#: candidates at once (a 13x Kodak decode took 4.9 GB in one batch).
+WHOLE_DECODE_PIXELS = 1 << 22
+#: Pooled candidate values per band of a large decode (64 MB as float32).
+BAND_BUDGET = 1 << 24
+
+
+def _rgb_levels(ycc: torch.Tensor) -> torch.Tensor:
+    # The same arithmetic as synthesize() followed by finish() in decode_parts.
+    return to_8bit_levels(ycbcr_to_rgb(ycc * 255.0) * (1 / 255.0) * 255)
+
+
+def _decode_in_bands(loaded: LoadedModel, code: IntegerCode, header: ContainerHeader, scale: int) -> torch.Tensor:
+    """A large decode: planes band by band (``decode_planes``), then colour in strips."""
+    model = loaded.model
+    grid = code.grid
+    n = grid[0] * grid[1]
+    Ry, Dy = model.luma_op.num_ranges, model.luma_op.num_candidates
+    Rc, Dc = model.chroma_op.num_ranges, model.chroma_op.num_candidates
+    per = code.coefs.reshape(n, -1)
+    with torch.no_grad():
+        code_y, code_c = model.codes(per[:, : Ry * Dy].reshape(n, 1, Ry, Dy).float(),
+                                     per[:, Ry * Dy:].reshape(n, 2, Rc, Dc).float(),
+                                     torch.from_numpy(code.mean_y).float()[None, None],
+                                     torch.from_numpy(code.mean_c).float()[None])
+        luma, chroma = model.decode_planes(code_y, code_c, grid, scale, budget=BAND_BUDGET)
+        del code_y, code_c
+        rgb = planes_to_rgb_in_strips(luma[0], chroma, (scale * header.height, scale * header.width), _rgb_levels,
+                                      factor=model.chroma_factor)
+    return rgb[:1].clone() if header.channels == 1 else rgb
+
+
 def decode_parts(header: ContainerHeader, payload: bytes, params: dict, scale: int = 1,
                  return_trajectory: bool = False):
     """Decode a validated header and payload at integer ``scale`` (see ``codecs.decompress``)."""
@@ -187,6 +221,8 @@ def decode_parts(header: ContainerHeader, payload: bytes, params: dict, scale: i
     if header.channels not in (1, 3):
         raise FormatError(f"neural files hold 1 or 3 channels, not {header.channels}")
     decoded = decode_code(header, payload, params)
+    if not return_trajectory and scale * scale * header.width * header.height > WHOLE_DECODE_PIXELS:
+        return _decode_in_bands(decoded.loaded, decoded.code, header, scale)
     image, frames = reconstruct(decoded.loaded, decoded.code, scale, return_trajectory)
 
     def finish(x):

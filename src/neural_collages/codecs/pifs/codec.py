@@ -37,7 +37,7 @@ from ...coding.container import ContainerHeader, pack, unpack
 from ...coding.streams import encode_streams
 from ...core.quadtree import QuadtreeCollage
 from ...errors import ConfigurationError, FormatError
-from ...imaging.colour import upsample_2x, ycbcr_to_rgb
+from ...imaging.colour import planes_to_rgb_in_strips, ycbcr_to_rgb
 from ..base import MAX_SCALE, check_decode_scale, register, to_8bit_levels
 from .analysis import LevelAnalysis, analyse, count_blocks, plane_layouts
 from .bitstream import decode_planes, plane_symbols, stream_specs
@@ -117,15 +117,21 @@ def decode_parts(
     return (frames[-1], frames) if return_trajectory else frames[-1]
 
 
+#: Chroma rows converted to RGB at a time: the colour stage's temporaries stay a few strips, not images.
+STRIP_ROWS = 256
+
+
+def _to_rgb_levels(ycc: torch.Tensor) -> torch.Tensor:
+    return to_8bit_levels(ycbcr_to_rgb(ycc))
+
+
 def _planes_to_image(planes: list[torch.Tensor], header: ContainerHeader, scale: int) -> torch.Tensor:
+    """Decoded planes (8-bit units) to the float RGB or grey image, converted in strips (bit-identical)."""
     H, W = scale * header.height, scale * header.width
     if header.channels == 1:
-        rgb = planes[0].unsqueeze(0)
-    else:
-        ycc = torch.stack([planes[0], upsample_2x(planes[1]), upsample_2x(planes[2])])
-        rgb = ycbcr_to_rgb(ycc)
-    rgb = rgb[:, :H, :W]
-    return to_8bit_levels(rgb)
+        return to_8bit_levels(planes[0][:H, :W].unsqueeze(0))
+    luma, cb, cr = planes
+    return planes_to_rgb_in_strips(luma, torch.stack([cb, cr]), (H, W), _to_rgb_levels, strip_rows=STRIP_ROWS)
 
 
 class PifsCodec:

@@ -246,6 +246,33 @@ class NeuralCollageCodec(nn.Module):
             frames.append(ycbcr_to_rgb(ycc * 255.0) * (1 / 255.0))
         return (frames[-1], frames) if trajectory else frames[-1]
 
+    def decode_planes(self, code_y, code_c, grid: tuple[int, int], scale: int = 1, tol: float = 1e-5,
+                      max_steps: int = 60, budget: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fixed points of one image's luma ``(1, sH, sW)`` and chroma ``(2, sh, sw)`` planes, in bands.
+
+        Crops are independent collages, so they are decoded a band of crop rows at a time, each
+        band holding about ``budget`` pooled candidate values (the step's largest temporary):
+        memory stays a few planes however large the output. Each band iterates to ``tol`` on its
+        own, so the result agrees with :meth:`synthesize`'s planes to within the tolerance, not
+        bit for bit.
+        """
+        rows, cols = grid
+        planes = []
+        for op, code in ((self.luma_op, code_y), (self.chroma_op, code_c)):
+            h, w = scale * op.size[0], scale * op.size[1]
+            P = (scale * RANGE) ** 2
+            plane = torch.empty(code.bias.shape[1], rows * h, cols * w, dtype=code.bias.dtype)
+            per_row = cols * op.num_ranges * max(1, op.num_candidates) * P
+            band = max(1, budget // per_row)
+            for r0 in range(0, rows, band):
+                r1 = min(rows, r0 + band)
+                part = DenseCode(code.weights[r0 * cols : r1 * cols], code.bias[r0 * cols : r1 * cols])
+                init = op.assemble(part.bias.unsqueeze(-1).expand(-1, -1, -1, P), scale)
+                z, _ = op.decode(part, scale, init=init, tol=tol, max_steps=max_steps, check_contraction=False)
+                plane[:, r0 * h : r1 * h] = from_crops(z, 1, (r1 - r0, cols))[0]
+            planes.append(plane)
+        return planes[0], planes[1]
+
     # ------------------------------------------------------------------ training
     def forward(self, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training pass on ``(B, 3, H, W)`` RGB in [0, 1] (sides multiples of ``crop``).
