@@ -21,9 +21,9 @@ ALLOWED = {
     "assets": set(),
     "models": {"core", "coding", "imaging", "assets"},
     "codecs": {"core", "coding", "imaging", "models", "assets"},
-    "training": {"core", "coding", "imaging", "models", "assets"},
+    "training": {"core", "coding", "imaging", "models", "ifs", "assets"},
     "fractal_art": {"core", "coding", "imaging", "codecs", "assets"},
-    "ifs": {"core", "imaging", "assets"},
+    "ifs": {"core", "imaging", "models", "assets"},
     "apps": {"core", "coding", "imaging", "models", "codecs", "training", "fractal_art", "ifs", "assets"},
 }
 

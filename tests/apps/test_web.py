@@ -146,6 +146,63 @@ def test_bad_uploads_get_one_clear_message_and_the_app_keeps_serving(client, end
     assert client.post(endpoint, files=small, data=fields).status_code == 200
 
 
+def _data_url_bytes(url):
+    return base64.b64decode(url.split(",", 1)[1])
+
+
+def test_ifs_fits_a_point_file_and_a_drawing_and_returns_a_valid_ifs(client):
+    from neural_collages.ifs.gallery import SIERPINSKI, sample
+    from neural_collages.ifs.io import parse_ifs
+
+    buffer = io.BytesIO()
+    np.save(buffer, sample(SIERPINSKI, 3000).numpy())
+    r = client.post("/api/ifs", files={"image": ("tri.npy", buffer.getvalue(), "application/octet-stream")},
+                    data={"maps": "3", "method": "encoder"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["points"] == 3000 and body["dim"] == 2 and body["contraction_bound"] < 0.95
+    A, t, p = parse_ifs(_data_url_bytes(body["ifs"]))
+    assert A.shape == (3, 2, 2)
+    for key in ("cloud", "attractor"):
+        with Image.open(io.BytesIO(_data_url_bytes(body[key]))) as im:
+            assert im.size == (jobs.IFS_IMAGE_SIZE, jobs.IFS_IMAGE_SIZE)
+    drawing = Image.new("L", (60, 40), 255)
+    drawing.paste(0, (10, 10, 50, 14))  # a dark bar: its pixels are the points
+    png = io.BytesIO()
+    drawing.save(png, format="PNG")
+    r = client.post("/api/ifs", files={"image": ("bar.png", png.getvalue(), "image/png")},
+                    data={"maps": "2", "method": "encoder"})
+    assert r.status_code == 400 and "no IFS encoder" in r.json()["error"]  # none shipped for 2 maps: says so
+    r = client.post("/api/ifs", files={"image": ("bar.png", png.getvalue(), "image/png")}, data={"maps": "3"})
+    assert r.status_code == 200 and r.json()["points"] == 40 * 4
+
+
+def test_ifs_bad_uploads_get_one_clear_message_and_the_app_keeps_serving(client):
+    cases = [
+        (("pts.xyz", b"1 2\nnan 3\n", "text/plain"), "NaN"),
+        (("pts.npy", b"\x93NUMPY junk", "application/octet-stream"), "npy"),
+        (("pts.ply", b"ply\nformat ascii 1.0\nelement vertex 99999999\nproperty float x\nproperty float y\n"
+                     b"end_header\n1 2\n", "application/octet-stream"), "vertices"),
+        (("two.xyz", b"1 2\n3 4\n", "text/plain"), "at least"),
+        (("notes.doc", b"words", "application/msword"), "not an image file"),
+        (("blank.png", _white_png(), "image/png"), "no dark pixels"),
+    ]
+    for upload, message in cases:
+        r = client.post("/api/ifs", files={"image": upload}, data={"maps": "4"})
+        assert r.status_code == 400, (upload[0], r.text)
+        assert message in r.json()["error"], r.json()
+        assert "/tmp" not in r.json()["error"]  # the temporary path is never shown, the upload's name is
+        assert_alive(client)
+    r = client.post("/api/ifs", data={"sample": "1", "maps": "99"})
+    assert r.status_code == 400 and "must be one of" in r.json()["error"]
+
+
+def _white_png():
+    buffer = io.BytesIO()
+    Image.new("L", (20, 20), 255).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def test_unexpected_errors_are_a_generic_500_and_the_app_keeps_serving(client, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("secret internals")
@@ -276,7 +333,7 @@ def test_the_page_in_headless_chromium(chromium_path, served_app, tmp_path):
     image.write_bytes(png_bytes(64, 64))
     not_image = tmp_path / "notes.txt"
     not_image.write_text("not an image")
-    shots = [tmp_path / "web.png", tmp_path / "web-codec.png"]
+    shots = [tmp_path / "web.png", tmp_path / "web-codec.png", tmp_path / "web-ifs.png"]
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path, headless=True)
@@ -317,6 +374,16 @@ def test_the_page_in_headless_chromium(chromium_path, served_app, tmp_path):
             assert image_size(page, "#codec-zoomed") == [512, 512]
             assert page.locator("#codec-table tr").count() == 2  # the codec, and JPEG at that size (or why not)
             page.screenshot(path=str(shots[1]), full_page=True)
+
+            # IFS fractals: the fern cloud, 4 maps, the shipped encoder + refinement.
+            page.click("#tab-ifs")
+            page.select_option("#ifs-maps", "4")
+            page.select_option("#ifs-method", "encoder")
+            page.click("#ifs-sample")
+            assert image_size(page, "#ifs-attractor") == [jobs.IFS_IMAGE_SIZE, jobs.IFS_IMAGE_SIZE]
+            assert "contraction bound" in page.inner_text("#ifs-metrics")
+            assert page.locator("#ifs-downloads a").count() == 2
+            page.screenshot(path=str(shots[2]), full_page=True)
         finally:
             browser.close()
 

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from ...errors import CollageError, OutputExistsError
-from . import codec, corpus, demo, fractalize, train
+from . import codec, corpus, demo, fractalize, ifs, train
 from . import app as web_app
 
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     codec.add_parsers(sub)
     demo.add_parser(sub)
     fractalize.add_parser(sub)
+    ifs.add_parser(sub)
     web_app.add_parser(sub)
     corpus.add_parser(sub)
     train.add_parser(sub)

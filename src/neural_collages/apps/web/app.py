@@ -1,7 +1,7 @@
-"""The web app: one HTML page, a settings endpoint and two job endpoints (Starlette, served by uvicorn).
+"""The web app: one HTML page, a settings endpoint and three job endpoints (Starlette, served by uvicorn).
 
-``POST /api/fractalize`` and ``POST /api/codec`` take a multipart form (an ``image`` file or
-``sample=1``, plus the settings) and answer JSON: the results as data URLs, so nothing is stored
+``POST /api/fractalize``, ``POST /api/codec`` and ``POST /api/ifs`` take a multipart form (an
+``image`` file — for the IFS tab also a point file — or ``sample=1``, plus the settings) and answer JSON: the results as data URLs, so nothing is stored
 on the server. A refusal (any :class:`CollageError`) is ``400 {"error": "..."}``; anything
 unexpected is logged and answered ``500`` with a generic message, and the server keeps serving.
 The work runs in a worker thread, one job at a time, so two users do not fight over the cores.
@@ -81,11 +81,25 @@ def create_app() -> Starlette:
 
         return await _answer(work)
 
+    async def ifs(request: Request):
+        async def work():
+            form = await _read_form(request)
+            maps = _int_field(form, "maps", jobs.IFS_MAPS, 4)
+            method = _choice_field(form, "method", jobs.IFS_METHODS, "fit")
+
+            def job():
+                return jobs.ifs_job(*form["upload"], maps, method)
+
+            return await run_in_threadpool(exclusive, job)
+
+        return await _answer(work)
+
     routes = [
         Route("/", index),
         Route("/api/settings", settings),
         Route("/api/fractalize", fractal, methods=["POST"]),
         Route("/api/codec", codec, methods=["POST"]),
+        Route("/api/ifs", ifs, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(routes=routes)

@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from ...assets import sample_image_path
 from ...codecs import compress, decompress, quality_levels
 from ...codecs.fractal_art import encode_art, render
-from ...errors import ConfigurationError, ImageError, TransparencyError
+from ...errors import CollageError, ConfigurationError, ImageError, TransparencyError
 from ...fractal_art import DEFAULT_STEPS, FractalizeOptions, decode_from_noise, fractalize
 from ...imaging.io import load_image, to_uint8
 from ...imaging.jpeg import jpeg_at_most
@@ -72,6 +72,8 @@ def settings() -> dict:
         "isometries": list(ISOMETRY_SETS),
         "default_steps": DEFAULT_STEPS,
         "qualities": {codec: list(quality_levels(codec, MODEL if codec == "neural" else None)) for codec in CODECS},
+        "ifs_maps": list(IFS_MAPS),
+        "ifs_max_points": IFS_MAX_POINTS,
     }
 
 
@@ -270,3 +272,73 @@ def _psnr_of_mse(mse: float) -> float:
 def _finite(value: float) -> float | None:
     """JSON has no infinity: an exact result's PSNR is sent as ``null`` (shown as ∞)."""
     return value if math.isfinite(value) else None
+
+
+# --------------------------------------------------------------------------- IFS point clouds
+
+#: Point files the IFS tab reads (images are read as their dark pixels, like `collage ifs fit`).
+POINT_FILE_SUFFIXES = (".npy", ".xyz", ".txt", ".ply")
+#: Points fitted at most (a random subset of larger clouds), so one job takes seconds, not minutes.
+IFS_MAX_POINTS = 20_000
+IFS_MAPS = tuple(range(2, 9))
+IFS_METHODS = ("fit", "encoder")
+IFS_IMAGE_SIZE = 384
+
+
+def ifs_job(data: bytes | None, filename: str | None, use_sample: bool, maps: int, method: str) -> dict:
+    """Fit ``maps`` affine maps to an uploaded drawing or point file (or a fern cloud); both as density images."""
+    from ...ifs.encoder import find_encoder, load_encoder
+    from ...ifs.fit import FitOptions, amortised_fit, check_cloud, fit_ifs
+    from ...ifs.gallery import FERN, sample
+    from ...ifs.io import ifs_to_json, read_cloud
+    from ...ifs.render import bounds, density_image, project
+
+    notes = []
+    if use_sample:
+        cloud, name = sample(FERN, IFS_MAX_POINTS).double(), "a Barnsley fern cloud"
+    else:
+        name = Path(filename).name[:80] if filename else "the upload"
+        if not data:
+            raise ImageError("no file: choose a drawing or a point file, or use the sample")
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ImageError(f"{name} is larger than the {MAX_UPLOAD_BYTES // 2**20} MB limit")
+        suffix = Path(name).suffix.lower()
+        if suffix not in POINT_FILE_SUFFIXES:
+            suffix = FORMATS[_sniff(data, name)]  # not a point file: it must be an accepted image
+        with tempfile.TemporaryDirectory(prefix="collage-web-") as folder:
+            path = Path(folder) / f"upload{suffix}"
+            path.write_bytes(data)
+            try:
+                cloud = read_cloud(path)
+            except CollageError as exc:
+                raise type(exc)(str(exc).replace(str(path), name)) from None
+    check_cloud(cloud, maps)
+    if len(cloud) > IFS_MAX_POINTS:
+        keep = torch.randperm(len(cloud), generator=torch.Generator().manual_seed(0))[:IFS_MAX_POINTS]
+        notes.append(f"fitted on {IFS_MAX_POINTS:,} of its {len(cloud):,} points")
+        cloud = cloud[keep]
+    dim = cloud.shape[1]
+    options = FitOptions(restarts=8, keep=2)
+    if method == "encoder":
+        encoder, _ = load_encoder(find_encoder(None, dim, maps))  # ConfigurationError names the shipped ones
+        result = amortised_fit(cloud, encoder, 200, options)
+    else:
+        result = fit_ifs(cloud, maps, options)
+    fitted = result.sample(200_000, seed=1)
+    view = bounds(project(cloud.float()))
+    A, t, p = result.maps_in_cloud_coordinates()
+    text = ifs_to_json(A, t, p, fit={"cloud": name, "points": len(cloud), "method": method})
+    return {
+        "name": name,
+        "notes": notes,
+        "points": len(cloud),
+        "dim": dim,
+        "maps": maps,
+        "method": method,
+        "seconds": result.seconds,
+        "attractor_chamfer": result.attractor_chamfer * result.normalisation.scale,
+        "contraction_bound": result.model.contraction_bound(),
+        "cloud": png_url(density_image(cloud.float(), IFS_IMAGE_SIZE, view_bounds=view)),
+        "attractor": png_url(density_image(fitted, IFS_IMAGE_SIZE, view_bounds=view)),
+        "ifs": data_url(text.encode(), "application/json"),
+    }

@@ -42,7 +42,9 @@ async function loadSettings() {
   fill($("art-zoom"), settings ? settings.zooms : [1, 2, 3, 4, 5, 6, 7, 8], 4, "\u00d7");
   fill($("codec-scale"), settings ? settings.zooms : [1, 2, 3, 4, 5, 6, 7, 8], 4, "\u00d7");
   fillQualities();
+  fill($("ifs-maps"), settings ? settings.ifs_maps : [2, 3, 4, 5, 6, 7, 8], 4);
   if (settings) {
+    document.querySelectorAll(".ifs-max-points").forEach((e) => { e.textContent = settings.ifs_max_points.toLocaleString(); });
     document.querySelectorAll(".art-max-side").forEach((e) => { e.textContent = settings.art_max_side; });
     document.querySelectorAll(".codec-max-side").forEach((e) => { e.textContent = settings.codec_max_side; });
     $("art-steps").value = settings.default_steps;
@@ -52,7 +54,7 @@ async function loadSettings() {
 }
 
 function selectTab(name) {
-  for (const tab of ["art", "codec"]) {
+  for (const tab of ["art", "codec", "ifs"]) {
     const on = tab === name;
     $(`tab-${tab}`).setAttribute("aria-selected", String(on));
     $(`panel-${tab}`).hidden = !on;
@@ -90,7 +92,8 @@ async function run(prefix, url, useSample, render) {
     data.delete("image");
     data.set("sample", "1");
   } else if (!file) {
-    showError(prefix, "Choose an image file first, or use the bundled sample.");
+    showError(prefix, prefix === "ifs" ? "Choose a drawing or a point file first, or use the fern cloud."
+      : "Choose an image file first, or use the bundled sample.");
     return;
   } else if (settings && file.size > settings.max_upload_bytes) {
     showError(prefix, `${file.name} is ${(file.size / 2 ** 20).toFixed(1)} MB; the limit is ${megabytes(settings.max_upload_bytes)}.`);
@@ -201,7 +204,29 @@ function renderCodec(r) {
   $("codec-result").hidden = false;
 }
 
+function renderIfs(r) {
+  const base = stem(r.name);
+  notes("ifs-notes", [`${r.name}: ${r.points.toLocaleString()} ${r.dim}-D points`, ...r.notes]);
+  metrics("ifs-metrics", [
+    ["method", r.method === "encoder" ? "encoder + 200 refinement steps" : "fit from random restarts"],
+    ["time", secs(r.seconds)],
+    ["attractor Chamfer", `${r.attractor_chamfer.toPrecision(3)} (cloud units)`],
+    ["contraction bound", r.contraction_bound.toFixed(3)],
+  ]);
+  show("ifs-cloud", r.cloud);
+  show("ifs-attractor", r.attractor);
+  $("ifs-attractor-cap").textContent = `attractor of ${r.maps} fitted maps`;
+  downloads("ifs-downloads", [
+    ["ifs.json", r.ifs, `${base}-ifs.json`],
+    ["attractor PNG", r.attractor, `${base}-attractor.png`],
+  ]);
+  $("ifs-result").hidden = false;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  $("tab-ifs").addEventListener("click", () => selectTab("ifs"));
+  $("ifs-form").addEventListener("submit", (e) => { e.preventDefault(); run("ifs", "/api/ifs", false, renderIfs); });
+  $("ifs-sample").addEventListener("click", () => run("ifs", "/api/ifs", true, renderIfs));
   $("tab-art").addEventListener("click", () => selectTab("art"));
   $("tab-codec").addEventListener("click", () => selectTab("codec"));
   $("codec-codec").addEventListener("change", fillQualities);
