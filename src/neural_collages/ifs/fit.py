@@ -192,6 +192,13 @@ def random_ifs(n: int, d: int, x: torch.Tensor, s_max: float, g: torch.Generator
     return model
 
 
+def _holding(A, t, s_max: float) -> IFS:
+    """An :class:`IFS` holding given maps with the bound ``s_max`` (or just above their own, if larger),
+    so that further fitting cannot loosen the contraction the maps came with."""
+    bound = float(largest_singular_values(torch.as_tensor(A)).max())
+    return IFS.from_maps(A, t, s_max=min(0.999, max(s_max, bound + 1e-6)))
+
+
 def coverage_probabilities(A: torch.Tensor, t: torch.Tensor, x: torch.Tensor, floor: float = 1e-3) -> torch.Tensor:
     """Each map's share of the cloud: the fraction of ``x``'s points whose nearest collage point is its.
 
@@ -238,8 +245,7 @@ def fit_ifs(cloud, num_maps: int, options: FitOptions | None = None,
     screened = []
     if initial is not None:
         A0, t0 = initial
-        bound = float(largest_singular_values(torch.as_tensor(A0)).max())
-        model = IFS.from_maps(A0, t0, s_max=min(0.999, max(options.s_max, bound + 1e-6)))
+        model = _holding(A0, t0, options.s_max)
         screened.append((-math.inf, -1, model))
     for r in range(options.restarts):
         model = random_ifs(num_maps, d, x_unit, options.s_max, g, big_map=r % 2 == 1)
@@ -248,33 +254,34 @@ def fit_ifs(cloud, num_maps: int, options: FitOptions | None = None,
         with torch.no_grad():
             screened.append((float(collage_loss(*model()[:2], x_cover)), len(screened), model))
     screened.sort(key=lambda item: item[:2])
+    def judge(candidate: IFS, seed: int) -> tuple[float, torch.Tensor]:
+        """The candidate's attractor score and the probabilities it was sampled with."""
+        A, t, _ = candidate.maps()
+        p = coverage_probabilities(A, t, x_cover)
+        return _attractor_score(A, t, p, x_eval, n_eval, seed=seed), p
+
     # 2. The best ones continue; each attractor is then sampled and scored against the cloud.
     scores, best = [], None
     for rank, (_, _, model) in enumerate(screened[: options.keep]):
         loss = _cloud_loss(model, x_unit, index, options.subsample, options.hausdorff_weight, g)
         _adam(model, options.steps, options.lr, loss, progress)
-        A, t, _ = model.maps()
-        p = coverage_probabilities(A, t, x_cover)
-        score = _attractor_score(A, t, p, x_eval, n_eval, seed=options.seed + rank)
+        score, p = judge(model, options.seed + rank)
         scores.append(score)
         if best is None or score < best[0]:
             best = (score, model, p)
     score, model, p = best
-    # 3. Refinement of the best against the whole cloud.
+    # 3. Refinement of the best against the whole cloud; 4. polish on the attractor itself (the
+    # quantity reported). Each is kept only if its attractor scores better.
+    stages = []
     if options.refine_steps:
-        refined = _refine(model, x_unit, index, options, g, progress)
-        A, t, _ = refined.maps()
-        refined_p = coverage_probabilities(A, t, x_cover)
-        refined_score = _attractor_score(A, t, refined_p, x_eval, n_eval, seed=options.seed + 10_000)
-        if refined_score < score:
-            model, score, p = refined, refined_score, refined_p
-    # 4. Polish on the attractor itself (the quantity reported), kept if it scores better.
+        stages.append((lambda m, p: _refine(m, x_unit, index, options, g, progress), 10_000))
     if options.polish_steps:
-        polished, polished_p = _polish(model, p, x_unit, x_cover, index, options, g, progress)
-        A, t, _ = polished.maps()
-        polished_score = _attractor_score(A, t, polished_p, x_eval, n_eval, seed=options.seed + 20_000)
-        if polished_score < score:
-            model, score, p = polished, polished_score, polished_p
+        stages.append((lambda m, p: _polish(m, p, x_unit, x_cover, index, options, g, progress), 20_000))
+    for stage, seed in stages:
+        candidate = stage(model, p)
+        candidate_score, candidate_p = judge(candidate, options.seed + seed)
+        if candidate_score < score:
+            model, score, p = candidate, candidate_score, candidate_p
     with torch.no_grad():
         final_collage = float(collage_loss(*model()[:2], x_cover))
     return FitResult(model, norm, p, final_collage, score, scores, time.perf_counter() - start)
@@ -286,7 +293,7 @@ POLISH_WALKERS = 2048
 
 
 def _polish(model: IFS, p: torch.Tensor, x_unit: torch.Tensor, x_cover: torch.Tensor, index: cKDTree,
-            options: FitOptions, g: torch.Generator, progress):
+            options: FitOptions, g: torch.Generator, progress) -> IFS:
     """Adam on Chamfer(attractor sample, cloud), the attractor sampled by a differentiable chaos game.
 
     Walkers start at cloud points and take :data:`POLISH_DEPTH` random maps (drawn with the
@@ -319,8 +326,7 @@ def _polish(model: IFS, p: torch.Tensor, x_unit: torch.Tensor, x_cover: torch.Te
             p = coverage_probabilities(A, t, x_cover)
         if progress is not None:
             progress(1)
-    A, t, _ = model.maps()
-    return model, coverage_probabilities(A, t, x_cover)
+    return model
 
 
 def _adam(model: IFS, steps: int, lr: float, loss_fn, progress, params=None) -> float:
@@ -415,8 +421,7 @@ def amortised_fit(cloud, encoder, refine_steps: int = 0, options: FitOptions | N
                           progress, initial=(A, t))
         refined.seconds = time.perf_counter() - start
         return refined
-    bound = float(largest_singular_values(A).max())
-    model = IFS.from_maps(A, t, s_max=min(0.999, max(encoder.config.s_max, bound + 1e-6)))
+    model = _holding(A, t, encoder.config.s_max)
     g = torch.Generator().manual_seed(int(options.seed))
     M = len(x_unit)
     x_cover = x_unit[torch.randperm(M, generator=g)[: min(M, options.refine_subsample)]]

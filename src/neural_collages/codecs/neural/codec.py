@@ -159,14 +159,10 @@ def decode_code(header: ContainerHeader, payload: bytes, params: dict) -> Decode
     return DecodedCode(loaded, IntegerCode(coefs, mean_y, mean_c, (rows, cols)))
 
 
-def reconstruct(loaded: LoadedModel, code: IntegerCode, scale: int = 1, return_trajectory: bool = False):
-    """Decode an integer code to the padded RGB image ``(1, 3, s·rows·crop, s·cols·crop)`` in [0, 1].
-
-    Returns ``(image, frames)``; ``frames`` (the iterates) is ``None`` unless ``return_trajectory``.
-    """
+def dense_codes(loaded: LoadedModel, code: IntegerCode):
+    """The luma and chroma :class:`DenseCode` s of an integer code (one per crop, no gradients)."""
     model = loaded.model
-    grid = code.grid
-    n = grid[0] * grid[1]
+    n = code.grid[0] * code.grid[1]
     Ry, Dy = model.luma_op.num_ranges, model.luma_op.num_candidates
     Rc, Dc = model.chroma_op.num_ranges, model.chroma_op.num_candidates
     per = code.coefs.reshape(n, -1)
@@ -175,10 +171,19 @@ def reconstruct(loaded: LoadedModel, code: IntegerCode, scale: int = 1, return_t
     my = torch.from_numpy(code.mean_y).float()[None, None]
     mc = torch.from_numpy(code.mean_c).float()[None]
     with torch.no_grad():
-        code_y, code_c = model.codes(q_y, q_c, my, mc)
+        return model.codes(q_y, q_c, my, mc)
+
+
+def reconstruct(loaded: LoadedModel, code: IntegerCode, scale: int = 1, return_trajectory: bool = False):
+    """Decode an integer code to the padded RGB image ``(1, 3, s·rows·crop, s·cols·crop)`` in [0, 1].
+
+    Returns ``(image, frames)``; ``frames`` (the iterates) is ``None`` unless ``return_trajectory``.
+    """
+    code_y, code_c = dense_codes(loaded, code)
+    with torch.no_grad():
         if return_trajectory:
-            return model.synthesize(code_y, code_c, 1, grid, scale=scale, trajectory=True)
-        return model.synthesize(code_y, code_c, 1, grid, scale=scale), None
+            return loaded.model.synthesize(code_y, code_c, 1, code.grid, scale=scale, trajectory=True)
+        return loaded.model.synthesize(code_y, code_c, 1, code.grid, scale=scale), None
 
 
 #: Outputs up to this many pixels are decoded in one batch of crops (as the golden files were);
@@ -197,18 +202,9 @@ def _rgb_levels(ycc: torch.Tensor) -> torch.Tensor:
 def _decode_in_bands(loaded: LoadedModel, code: IntegerCode, header: ContainerHeader, scale: int) -> torch.Tensor:
     """A large decode: planes band by band (``decode_planes``), then colour in strips."""
     model = loaded.model
-    grid = code.grid
-    n = grid[0] * grid[1]
-    Ry, Dy = model.luma_op.num_ranges, model.luma_op.num_candidates
-    Rc, Dc = model.chroma_op.num_ranges, model.chroma_op.num_candidates
-    per = code.coefs.reshape(n, -1)
+    code_y, code_c = dense_codes(loaded, code)
     with torch.no_grad():
-        code_y, code_c = model.codes(per[:, : Ry * Dy].reshape(n, 1, Ry, Dy).float(),
-                                     per[:, Ry * Dy:].reshape(n, 2, Rc, Dc).float(),
-                                     torch.from_numpy(code.mean_y).float()[None, None],
-                                     torch.from_numpy(code.mean_c).float()[None])
-        luma, chroma = model.decode_planes(code_y, code_c, grid, scale, budget=BAND_BUDGET)
-        del code_y, code_c
+        luma, chroma = model.decode_planes(code_y, code_c, code.grid, scale, budget=BAND_BUDGET)
         rgb = planes_to_rgb_in_strips(luma[0], chroma, (scale * header.height, scale * header.width), _rgb_levels,
                                       factor=model.chroma_factor)
     return rgb[:1].clone() if header.channels == 1 else rgb

@@ -49,7 +49,8 @@ async function loadSettings() {
     document.querySelectorAll(".codec-max-side").forEach((e) => { e.textContent = settings.codec_max_side; });
     $("art-steps").value = settings.default_steps;
     $("limits").textContent = `Limits: ${settings.formats.join(", ")} images, at most ${megabytes(settings.max_upload_bytes)} and `
-      + `${settings.max_upload_pixels / 1e6} megapixels, no transparency. One job runs at a time; others wait their turn.`;
+      + `${settings.max_upload_pixels / 1e6} megapixels, no transparency; the IFS tab also reads .npy, .xyz, .txt and .ply `
+      + "point files. One job runs at a time; others wait their turn.";
   }
 }
 
