@@ -229,3 +229,28 @@ def test_8bit_levels_in_bands_equal_the_one_pass_conversion(monkeypatch, gain):
     banded = base.to_8bit_levels(x, gain)
     assert banded.dtype == torch.float32 and torch.equal(banded, whole)
     assert torch.equal(whole, reference.float())
+
+
+@pytest.mark.parametrize("codec, key", [("pifs", "v"), ("neural", "payload_version"), ("fractal-art", "v")])
+@pytest.mark.parametrize("spelling", [True, 1.0, "1"])
+def test_the_payload_version_has_one_spelling(codec, key, spelling):
+    # Found by the fuzz harness: `!=` let `true` and `1.0` pass for version 1.
+    import dataclasses
+
+    from neural_collages.codecs import compress, decompress
+    from neural_collages.coding.container import pack, unpack
+
+    x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    if codec == "fractal-art":
+        from neural_collages.codecs.fractal_art import encode_art
+        from neural_collages.fractal_art import FractalizeOptions, fractalize
+
+        data = encode_art(fractalize(x, FractalizeOptions(steps=0))[0])
+    else:
+        data = compress(x, codec, 1)
+    header, payload = unpack(data)
+    assert header.params[key] == 1
+    decompress(data)  # the original decodes
+    forged = pack(dataclasses.replace(header, params={**header.params, key: spelling}), payload)
+    with pytest.raises(FormatError, match="version"):
+        decompress(forged)

@@ -78,7 +78,7 @@ class ArtConfig:
         expected = {"v", "padded", "range", "isometries", "s_max", "aux", "maps", "steps"}
         if set(params) != expected:
             raise FormatError(f"fractal-art params must have exactly the keys {sorted(expected)}")
-        if params["v"] != PAYLOAD_VERSION:
+        if type(params["v"]) is not int or params["v"] != PAYLOAD_VERSION:  # not true or 1.0: one spelling per file
             raise FormatError(f"unsupported fractal-art payload version {params['v']!r}")
         padded, isos = params["padded"], params["isometries"]
         if not (isinstance(padded, list) and len(padded) == 2 and all(type(v) is int for v in padded)):

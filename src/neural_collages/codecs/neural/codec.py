@@ -118,7 +118,7 @@ def config_from_params(params: dict) -> dict:
     """Validate a file's params (``FormatError`` on anything unexpected)."""
     if set(params) != {"payload_version", "model", "model_digest"}:
         raise FormatError(f"neural file params must be payload_version, model, model_digest; got {sorted(params)}")
-    if params["payload_version"] != PAYLOAD_VERSION:
+    if type(params["payload_version"]) is not int or params["payload_version"] != PAYLOAD_VERSION:
         raise FormatError(f"unsupported neural payload version {params['payload_version']!r}")
     name = params["model"]
     if not isinstance(name, str) or not MODEL_NAME.match(name):

@@ -91,7 +91,7 @@ class PifsConfig:
         expected = {"v", "quality", "blocks", "strides", "s_max", "s_levels", "mean_step", "steps"}
         if set(params) != expected:
             raise FormatError(f"PIFS params must have exactly the keys {sorted(expected)}")
-        if params["v"] != PAYLOAD_VERSION:
+        if type(params["v"]) is not int or params["v"] != PAYLOAD_VERSION:  # not true or 1.0: one spelling per file
             raise FormatError(f"unsupported PIFS payload version {params['v']!r}")
 
         def ints(value, name):
