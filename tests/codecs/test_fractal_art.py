@@ -81,3 +81,26 @@ def test_hostile_files_give_format_errors_or_bounded_decodes(data):
 
 def test_packing_what_was_unpacked_is_the_same_file(data):
     assert pack(*unpack(data)) == data
+
+
+@pytest.mark.parametrize("size, aux", [((93, 77), 2), ((16, 24), 0)])
+def test_large_decodes_iterate_on_the_pooled_buffer_bit_exactly(size, aux, monkeypatch):
+    # Above DENSE_BAND_VALUES a decode keeps no whole-image iterate, only the 8-bit output: it
+    # must never run a whole-image step and must give the image iteration's levels bit for bit.
+    # 93x77 pads to 96x80 (cropped on output), pools 12x10 windows (F.avg_pool2d) that straddle the
+    # 16-row bands at scale 2; 16x24 pools 2x3 windows (strided sums).
+    from neural_collages.codecs.base import to_8bit_levels
+    from neural_collages.codecs.fractal_art import render
+    from neural_collages.core import step
+
+    torch.manual_seed(1)
+    data = encode_art(fractalize(torch.rand(3, *size), FractalizeOptions(aux=aux, steps=2))[0])
+    monkeypatch.setattr(step, "DENSE_BAND_VALUES", 500)  # one range row per band
+    reference = to_8bit_levels(render(read_art(data), 2), 255)
+
+    def whole_image_step(*args):
+        raise AssertionError("a large fractal-art decode ran a whole-image step")
+
+    monkeypatch.setattr(step, "dense_step", whole_image_step)
+    image = codecs.decompress(data, scale=2)
+    assert image.shape == (3, 2 * size[0], 2 * size[1]) and torch.equal(image, reference)

@@ -31,12 +31,7 @@ def decode(
     """Iterate ``op`` with ``code`` to its fixed point at integer ``scale`` (see :meth:`CollageOperator.decode`)."""
     prepared = op.prepare(code, scale)
     if check_contraction:
-        bound = op.lipschitz_bound(code)
-        if bound.numel() and float(bound.max()) >= 1.0:
-            raise CodeError(
-                f"code is not contractive (its Lipschitz bound reaches {float(bound.max()):.4f} >= 1); "
-                "use contractive_weights() or pass check_contraction=False"
-            )
+        require_contraction(op, code)
     B = code.batch_size
     sH, sW = scale * op.size[0], scale * op.size[1]
     dtype = code.bias.dtype
@@ -56,3 +51,13 @@ def decode(
     if method == "anderson":
         return anderson(step, init, tol, max_steps, memory=anderson_memory, trajectory=return_trajectory)
     raise ConfigurationError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def require_contraction(op: CollageOperator, code: Code) -> None:
+    """Raise :class:`CodeError` unless one step with ``code`` is a contraction (what :func:`decode` checks)."""
+    bound = op.lipschitz_bound(code)
+    if bound.numel() and float(bound.max()) >= 1.0:
+        raise CodeError(
+            f"code is not contractive (its Lipschitz bound reaches {float(bound.max()):.4f} >= 1); "
+            "use contractive_weights() or pass check_contraction=False"
+        )

@@ -204,18 +204,48 @@ DENSE_BAND_VALUES = 1 << 23
 
 def dense_step(op: CollageOperator, z: torch.Tensor, code: DenseCode, scale: int) -> torch.Tensor:
     """One step with a dense code: ``weights @ candidates + bias`` per range."""
+    buffer = op.pooled_buffer(z, scale, include_aux=False)
+    B, C = z.shape[:2]
+    if torch.is_grad_enabled() or B * C * z.shape[2] * z.shape[3] <= DENSE_BAND_VALUES:
+        return op.assemble(_dense_ranges(op, buffer, code, scale)(code.weights, code.bias), scale)
+    image = z.new_empty(z.shape)
+    for top, band in dense_bands(op, buffer, code, scale):
+        image[:, :, top : top + band.shape[2]] = band
+    return image
+
+
+def dense_bands(op: CollageOperator, buffer: torch.Tensor, code: DenseCode, scale: int):
+    """The banded form of :func:`dense_step`: yields ``(first row, band (B, C, rows, s·W))`` top to bottom.
+
+    ``buffer`` is ``op.pooled_buffer(z, scale, include_aux=False)``, all that a step reads of its
+    input ``z``, so a caller can iterate on it without keeping whole images. Bands are whole range
+    rows, about :data:`DENSE_BAND_VALUES` values each.
+    """
+    ranges = _dense_ranges(op, buffer, code, scale)
+    B, C = buffer.shape[:2]
+    rows, cols = op.range_grid.grid
+    ph, pw = scale * op.range_size[0], scale * op.range_size[1]
+    band = max(1, DENSE_BAND_VALUES // (B * C * cols * ph * pw))
+    for a in range(0, rows, band):
+        b = min(rows, a + band)
+        part = ranges(code.weights[:, :, a * cols : b * cols], code.bias[:, :, a * cols : b * cols])
+        yield a * ph, part.reshape(B, C, b - a, cols, ph, pw).permute(0, 1, 2, 4, 3, 5).reshape(
+            B, C, (b - a) * ph, cols * pw)
+
+
+def _dense_ranges(op: CollageOperator, buffer: torch.Tensor, code: DenseCode, scale: int):
+    """``(weights, bias) -> (B, C, r, P)``: the ranges of a slice of the code, from the pooled buffer."""
     # Domain candidates are gathered per image; auxiliary patches are the same for every
     # image, so their contribution is one broadcast matmul instead of B copies.
     n_dom = op.num_candidates - op.num_aux
     cand = aux = None
     if n_dom:
-        buffer = op.pooled_buffer(z, scale, include_aux=False)
-        cand = buffer[:, :, op.candidate_rows(scale, z.device, n_dom)]  # (B, C, D_dom, P)
+        cand = buffer[:, :, op.candidate_rows(scale, buffer.device, n_dom)]  # (B, C, D_dom, P)
         if op.centred:
             means = op.domain_means(buffer, scale).repeat_interleave(len(op.isometries), dim=2)
             cand = cand - means.unsqueeze(-1)
     if op.num_aux:
-        aux = op.aux_at_scale(scale, z.dtype).to(z.device)
+        aux = op.aux_at_scale(scale, buffer.dtype).to(buffer.device)
 
     def ranges(weights: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:  # (B, C, r, P)
         out = bias.unsqueeze(-1)
@@ -225,16 +255,4 @@ def dense_step(op: CollageOperator, z: torch.Tensor, code: DenseCode, scale: int
             out = torch.matmul(weights[..., n_dom:], aux) + out
         return out
 
-    B, C = z.shape[:2]
-    if torch.is_grad_enabled() or B * C * z.shape[2] * z.shape[3] <= DENSE_BAND_VALUES:
-        return op.assemble(ranges(code.weights, code.bias), scale)
-    rows, cols = op.range_grid.grid
-    ph, pw = scale * op.range_size[0], scale * op.range_size[1]
-    image = z.new_empty(B, C, rows * ph, cols * pw)
-    band = max(1, DENSE_BAND_VALUES // (B * C * cols * ph * pw))
-    for a in range(0, rows, band):
-        b = min(rows, a + band)
-        part = ranges(code.weights[:, :, a * cols : b * cols], code.bias[:, :, a * cols : b * cols])
-        image[:, :, a * ph : b * ph] = part.reshape(B, C, b - a, cols, ph, pw).permute(0, 1, 2, 4, 3, 5).reshape(
-            B, C, (b - a) * ph, cols * pw)
-    return image
+    return ranges

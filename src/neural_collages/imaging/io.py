@@ -230,12 +230,17 @@ def save_image(image, path: str | os.PathLike, force: bool = False, quality: int
         raise OutputExistsError(f"{path} already exists; refusing to overwrite it (pass force=True to replace it)", path)
 
     pil = Image.fromarray(hwc[:, :, 0] if channels == 1 else hwc, mode=pil_mode)
+    del hwc  # Pillow holds its own copy: ours would be one more image-sized buffer during encoding
     buffer = io.BytesIO()
     try:
         pil.save(buffer, format=fmt, **params)
     except Exception as exc:
         raise ImageError(f"{path}: cannot encode as {fmt} ({type(exc).__name__}: {exc})") from exc
-    atomic_write_bytes(path, buffer.getvalue(), force=force)
+    del pil
+    # getbuffer(): the encoded bytes are written without a copy (getvalue() makes one: 92 MB
+    # for a 13x Kodak PNG, benchmarks/decode_limits.py).
+    with buffer.getbuffer() as view:
+        atomic_write_bytes(path, view, force=force)
 
 
 def save_animation(
