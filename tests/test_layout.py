@@ -21,10 +21,11 @@ ALLOWED = {
     "assets": set(),
     "models": {"core", "coding", "imaging", "assets"},
     "codecs": {"core", "coding", "imaging", "models", "assets"},
-    "training": {"core", "coding", "imaging", "models", "ifs", "assets"},
+    "training": {"core", "coding", "imaging", "models", "ifs", "vae", "assets"},
     "fractal_art": {"core", "coding", "imaging", "codecs", "assets"},
     "ifs": {"core", "imaging", "models", "assets"},
-    "apps": {"core", "coding", "imaging", "models", "codecs", "training", "fractal_art", "ifs", "assets"},
+    "vae": {"core", "imaging", "models", "assets"},
+    "apps": {"core", "coding", "imaging", "models", "codecs", "training", "fractal_art", "ifs", "vae", "assets"},
 }
 
 
@@ -98,6 +99,8 @@ def test_inference_never_imports_training_code():
         "x = load_image(sample_image_path())[:, :64, :64]\n"
         "for codec in ('pifs', 'neural'):\n"
         "    codecs.decompress(codecs.compress(x, codec, 1), 2)\n"
+        "from neural_collages.vae.files import find_vae, load_vae\n"
+        "load_vae(find_vae('mnist-collage'))[0].sample(2, scale=2)\n"
         "print(sorted(m for m in sys.modules if m.startswith('neural_collages.training')))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)

@@ -197,6 +197,34 @@ def test_ifs_bad_uploads_get_one_clear_message_and_the_app_keeps_serving(client)
     assert r.status_code == 400 and "must be one of" in r.json()["error"]
 
 
+def test_vae_samples_the_same_digits_at_1x_and_at_the_scale(client):
+    r = client.post("/api/vae", data={"count": "4", "scale": "10", "temperature": "0.85", "seed": "3"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    small, large = url_image(body["small"]), url_image(body["samples"])
+    assert small.size == (56, 56) and large.size == (560, 560)
+    # The same latents: the large grid pooled by 10 is close to the 1x grid (means are a sigmoid of
+    # the fixed point, which pools exactly).
+    a = np.asarray(small, np.float64)
+    b = np.asarray(large, np.float64).reshape(56, 10, 56, 10).mean(axis=(1, 3))
+    assert np.abs(a - b).mean() < 8.0
+    again = client.post("/api/vae", data={"count": "4", "scale": "10", "temperature": "0.85", "seed": "3"}).json()
+    assert again["samples"] == body["samples"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"count": "16", "scale": "40"}, "limit"),
+    ({"count": "5"}, "must be one of"),
+    ({"scale": "3"}, "must be one of"),
+    ({"temperature": "9"}, "must be one of"),
+    ({"seed": "-1"}, "must be one of"),
+])
+def test_vae_bad_settings_get_one_clear_message(client, fields, message):
+    r = client.post("/api/vae", data=fields)
+    assert r.status_code == 400 and message in r.json()["error"]
+    assert_alive(client)
+
+
 def _white_png():
     buffer = io.BytesIO()
     Image.new("L", (20, 20), 255).save(buffer, format="PNG")
@@ -333,7 +361,7 @@ def test_the_page_in_headless_chromium(chromium_path, served_app, tmp_path):
     image.write_bytes(png_bytes(64, 64))
     not_image = tmp_path / "notes.txt"
     not_image.write_text("not an image")
-    shots = [tmp_path / "web.png", tmp_path / "web-codec.png", tmp_path / "web-ifs.png"]
+    shots = [tmp_path / "web.png", tmp_path / "web-codec.png", tmp_path / "web-ifs.png", tmp_path / "web-vae.png"]
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path, headless=True)
@@ -384,6 +412,16 @@ def test_the_page_in_headless_chromium(chromium_path, served_app, tmp_path):
             assert "contraction bound" in page.inner_text("#ifs-metrics")
             assert page.locator("#ifs-downloads a").count() == 2
             page.screenshot(path=str(shots[2]), full_page=True)
+
+            # Digits: 9 samples of the Collage VAE at 20x.
+            page.click("#tab-vae")
+            page.select_option("#vae-count", "9")
+            page.select_option("#vae-scale", "20")
+            page.click("#vae-run")
+            assert image_size(page, "#vae-samples") == [3 * 560, 3 * 560]
+            assert image_size(page, "#vae-small") == [84, 84]
+            assert page.locator("#vae-downloads a").count() == 2
+            page.screenshot(path=str(shots[3]), full_page=True)
         finally:
             browser.close()
 

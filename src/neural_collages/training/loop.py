@@ -68,7 +68,7 @@ def _optimizer(model: NeuralCollageCodec, lr: float) -> torch.optim.Adam:
                              {"params": priors, "lr": 10 * lr, "base_lr": 10 * lr}])
 
 
-def _distributed(device_type: str) -> tuple[int, int]:
+def init_distributed(device_type: str) -> tuple[int, int]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         if not dist.is_initialized():
             # nccl only moves CUDA tensors: CPU training uses gloo even on a machine with a GPU.
@@ -86,7 +86,7 @@ def train(options: TrainOptions, config: NeuralCodecConfig | None = None, images
     ``images`` (a list of uint8 ``(3, H, W)`` tensors) overrides reading ``options.corpus``;
     ``init`` starts a new run from that model's weights (those of matching shapes).
     """
-    rank, world = _distributed(torch.device(options.device).type)
+    rank, world = init_distributed(torch.device(options.device).type)
     device = torch.device(options.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))

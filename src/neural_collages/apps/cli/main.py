@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from ...errors import CollageError, OutputExistsError
-from . import codec, corpus, demo, fractalize, ifs, train
+from . import codec, corpus, demo, fractalize, ifs, train, vae
 from . import app as web_app
 
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     fractalize.add_parser(sub)
     ifs.add_parser(sub)
+    vae.add_parser(sub)
     web_app.add_parser(sub)
     corpus.add_parser(sub)
     train.add_parser(sub)

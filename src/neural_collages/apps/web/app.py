@@ -1,8 +1,9 @@
-"""The web app: one HTML page, a settings endpoint and three job endpoints (Starlette, served by uvicorn).
+"""The web app: one HTML page, a settings endpoint and four job endpoints (Starlette, served by uvicorn).
 
 ``POST /api/fractalize``, ``POST /api/codec`` and ``POST /api/ifs`` take a multipart form (an
-``image`` file — for the IFS tab also a point file — or ``sample=1``, plus the settings) and answer JSON: the results as data URLs, so nothing is stored
-on the server. A refusal (any :class:`CollageError`) is ``400 {"error": "..."}``; anything
+``image`` file — for the IFS tab also a point file — or ``sample=1``, plus the settings);
+``POST /api/vae`` takes only settings (digits, scale, temperature, seed). All answer JSON: the
+results as data URLs, so nothing is stored on the server. A refusal (any :class:`CollageError`) is ``400 {"error": "..."}``; anything
 unexpected is logged and answered ``500`` with a generic message, and the server keeps serving.
 The work runs in a worker thread, one job at a time, so two users do not fight over the cores.
 """
@@ -94,12 +95,24 @@ def create_app() -> Starlette:
 
         return await _answer(work)
 
+    async def vae(request: Request):
+        async def work():
+            form = await _read_form(request)
+            count = _int_field(form, "count", jobs.VAE_COUNTS, 16)
+            scale = _int_field(form, "scale", jobs.VAE_SCALES, 10)
+            temperature = _choice_field(form, "temperature", jobs.VAE_TEMPERATURES, "1.0")
+            seed = _int_field(form, "seed", jobs.VAE_SEEDS, 0)
+            return await run_in_threadpool(exclusive, jobs.vae_job, count, scale, temperature, seed)
+
+        return await _answer(work)
+
     routes = [
         Route("/", index),
         Route("/api/settings", settings),
         Route("/api/fractalize", fractal, methods=["POST"]),
         Route("/api/codec", codec, methods=["POST"]),
         Route("/api/ifs", ifs, methods=["POST"]),
+        Route("/api/vae", vae, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(routes=routes)

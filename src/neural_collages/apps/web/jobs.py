@@ -8,6 +8,7 @@ Every refusal is a :class:`~neural_collages.errors.CollageError` with one senten
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 import tempfile
@@ -74,6 +75,10 @@ def settings() -> dict:
         "qualities": {codec: list(quality_levels(codec, MODEL if codec == "neural" else None)) for codec in CODECS},
         "ifs_maps": list(IFS_MAPS),
         "ifs_max_points": IFS_MAX_POINTS,
+        "vae_counts": list(VAE_COUNTS),
+        "vae_scales": list(VAE_SCALES),
+        "vae_temperatures": list(VAE_TEMPERATURES),
+        "vae_max_pixels": VAE_MAX_PIXELS,
     }
 
 
@@ -342,3 +347,45 @@ def ifs_job(data: bytes | None, filename: str | None, use_sample: bool, maps: in
         "attractor": png_url(density_image(fitted, IFS_IMAGE_SIZE, view_bounds=view)),
         "ifs": data_url(text.encode(), "application/json"),
     }
+
+
+# --------------------------------------------------------------------------- Collage VAE digits
+
+VAE_MODEL = "mnist-collage"
+VAE_COUNTS = (4, 9, 16)
+VAE_SCALES = (1, 2, 4, 10, 20, 40)
+VAE_TEMPERATURES = ("0.5", "0.7", "0.85", "1.0")
+VAE_SEEDS = range(0, 1000)
+#: Largest grid one job draws (4 digits at 40x are 5 M pixels; 16 at 40x would be 20 M).
+VAE_MAX_PIXELS = 6_000_000
+
+
+@functools.lru_cache(maxsize=1)
+def _vae_model():
+    from ...vae.files import find_vae, load_vae
+
+    return load_vae(find_vae(VAE_MODEL))
+
+
+def vae_job(count: int, scale: int, temperature: str, seed: int) -> dict:
+    """``count`` digits sampled by the shipped Collage VAE, as a grid at 1x and at ``scale``."""
+    if count * (28 * scale) ** 2 > VAE_MAX_PIXELS:
+        raise ConfigurationError(f"{count} digits at {scale}x are {count * (28 * scale) ** 2:,} pixels; the limit is "
+                                 f"{VAE_MAX_PIXELS:,} (fewer digits or a smaller scale)")
+    model, info = _vae_model()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        h, _ = model.run_topdown(None, count, torch.Generator().manual_seed(seed), float(temperature))
+        small = model.decode_state(h, 1)
+        large = model.decode_state(h, scale)
+    seconds = time.perf_counter() - t0
+    return {"count": count, "scale": scale, "temperature": float(temperature), "seed": seed, "seconds": seconds,
+            "side": 28 * scale, "model": VAE_MODEL, "training_steps": info.get("steps"),
+            "small": png_url(_digit_grid(small)), "samples": png_url(_digit_grid(large))}
+
+
+def _digit_grid(means: torch.Tensor) -> torch.Tensor:
+    """Digits ``(n, 1, S, S)`` (n a square) as one grey image ``(1, kS, kS)`` without padding."""
+    n, _, side, _ = means.shape
+    k = int(round(n**0.5))
+    return means.reshape(k, k, side, side).permute(0, 2, 1, 3).reshape(1, k * side, k * side)

@@ -43,6 +43,9 @@ async function loadSettings() {
   fill($("codec-scale"), settings ? settings.zooms : [1, 2, 3, 4, 5, 6, 7, 8], 4, "\u00d7");
   fillQualities();
   fill($("ifs-maps"), settings ? settings.ifs_maps : [2, 3, 4, 5, 6, 7, 8], 4);
+  fill($("vae-count"), settings ? settings.vae_counts : [4, 9, 16], 16);
+  fill($("vae-scale"), settings ? settings.vae_scales : [1, 2, 4, 10, 20, 40], 10, "\u00d7");
+  fill($("vae-temperature"), settings ? settings.vae_temperatures : ["0.5", "0.7", "0.85", "1.0"], "1.0");
   if (settings) {
     document.querySelectorAll(".ifs-max-points").forEach((e) => { e.textContent = settings.ifs_max_points.toLocaleString(); });
     document.querySelectorAll(".art-max-side").forEach((e) => { e.textContent = settings.art_max_side; });
@@ -55,7 +58,7 @@ async function loadSettings() {
 }
 
 function selectTab(name) {
-  for (const tab of ["art", "codec", "ifs"]) {
+  for (const tab of ["art", "codec", "ifs", "vae"]) {
     const on = tab === name;
     $(`tab-${tab}`).setAttribute("aria-selected", String(on));
     $(`panel-${tab}`).hidden = !on;
@@ -69,7 +72,7 @@ function showError(prefix, message) {
 }
 
 function setBusy(prefix, busy) {
-  for (const id of ["run", "sample"]) $(`${prefix}-${id}`).disabled = busy;
+  for (const id of ["run", "sample"]) if ($(`${prefix}-${id}`)) $(`${prefix}-${id}`).disabled = busy;
   const status = $(`${prefix}-status`);
   clearInterval(status._timer);
   if (busy) {
@@ -88,8 +91,10 @@ async function run(prefix, url, useSample, render) {
   showError(prefix, "");
   const form = $(`${prefix}-form`);
   const data = new FormData(form);
-  const file = $(`${prefix}-file`).files[0];
-  if (useSample) {
+  const file = $(`${prefix}-file`) ? $(`${prefix}-file`).files[0] : null;
+  if (prefix === "vae") {
+    // settings only: no file
+  } else if (useSample) {
     data.delete("image");
     data.set("sample", "1");
   } else if (!file) {
@@ -224,7 +229,26 @@ function renderIfs(r) {
   $("ifs-result").hidden = false;
 }
 
+function renderVae(r) {
+  metrics("vae-metrics", [
+    ["digits", `${r.count} at ${r.side}\u00d7${r.side} px (${r.scale}\u00d7)`],
+    ["temperature", String(r.temperature)],
+    ["seed", String(r.seed)],
+    ["time", secs(r.seconds)],
+  ]);
+  show("vae-small", r.small);
+  show("vae-samples", r.samples);
+  $("vae-samples-cap").textContent = `the same latents decoded at ${r.scale}\u00d7`;
+  downloads("vae-downloads", [
+    [`PNG (${r.scale}\u00d7)`, r.samples, `digits-seed${r.seed}-x${r.scale}.png`],
+    ["PNG (1\u00d7)", r.small, `digits-seed${r.seed}-x1.png`],
+  ]);
+  $("vae-result").hidden = false;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  $("tab-vae").addEventListener("click", () => selectTab("vae"));
+  $("vae-form").addEventListener("submit", (e) => { e.preventDefault(); run("vae", "/api/vae", false, renderVae); });
   $("tab-ifs").addEventListener("click", () => selectTab("ifs"));
   $("ifs-form").addEventListener("submit", (e) => { e.preventDefault(); run("ifs", "/api/ifs", false, renderIfs); });
   $("ifs-sample").addEventListener("click", () => run("ifs", "/api/ifs", true, renderIfs));
