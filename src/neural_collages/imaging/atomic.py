@@ -39,19 +39,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, force: bool = False
     if not force and os.path.lexists(path):
         raise OutputExistsError(f"{path} already exists; refusing to overwrite it (pass force=True to replace it)", path)
 
+    tmp = None
     try:
         if _write_unnamed(parent, path, data, force):
             _fsync_dir(parent)
             return
-    except FileExistsError as exc:
-        raise OutputExistsError(
-            f"{path} already exists; refusing to overwrite it (pass force=True to replace it)", path
-        ) from exc
-    except OSError as exc:
-        raise ImageError(f"cannot write {path}: {exc.strerror or exc}") from exc
-
-    tmp = None
-    try:
         _remove_stale_temps(parent, path.name)
         tmp, fd = _create_temp(parent, path.name)
         try:

@@ -60,20 +60,32 @@ def save_checkpoint(path: Path, model: NeuralCollageCodec, opt, step: int, sampl
     write_safetensors(tensors, Path(path), metadata)
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
-    """Read and check a checkpoint written by :func:`save_checkpoint`."""
-    tensors, metadata = read_safetensors(path, CHECKPOINT_KIND)
-    model = NeuralCollageCodec(config_from_metadata(path, metadata))
-    load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
-    step = metadata.get("step", "0")
-    if not (isinstance(step, str) and step.isdigit() and len(step) <= 12):
-        raise FormatError(f"{path}: bad step {step!r} in the checkpoint metadata")
+def metadata_count(path, metadata: dict, key: str) -> int:
+    """A non-negative integer stored as text in a checkpoint's metadata (``0`` if absent)."""
+    value = metadata.get(key, "0")
+    if not (isinstance(value, str) and value.isdigit() and len(value) <= 12):
+        raise FormatError(f"{path}: bad {key} {value!r} in the checkpoint metadata")
+    return int(value)
+
+
+def metadata_options(path, metadata: dict) -> dict:
+    """The JSON object of training options in a checkpoint's metadata (``{}`` if absent)."""
     try:
         options = json.loads(metadata.get("options", "{}"))
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path}: options in the checkpoint metadata are not JSON ({exc})") from None
     if not isinstance(options, dict):
         raise FormatError(f"{path}: options in the checkpoint metadata must be a JSON object")
+    return options
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Read and check a checkpoint written by :func:`save_checkpoint`."""
+    tensors, metadata = read_safetensors(path, CHECKPOINT_KIND)
+    model = NeuralCollageCodec(config_from_metadata(path, metadata))
+    load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
+    step = metadata_count(path, metadata, "step")
+    options = metadata_options(path, metadata)
     if "sampler_state" not in tensors:
         raise FormatError(f"{path}: no sampler_state tensor")
-    return Checkpoint(model, tensors, int(step), options)
+    return Checkpoint(model, tensors, step, options)

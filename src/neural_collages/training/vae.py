@@ -30,7 +30,7 @@ from ..models.model_files import load_state, read_safetensors, write_safetensors
 from ..vae import HierarchicalVAE, VAEConfig
 from ..vae.files import config_from_metadata, save_vae
 from ..vae.mnist import binarise, binarise_fixed, load_digits
-from .checkpoints import load_optimizer, optimizer_tensors
+from .checkpoints import load_optimizer, metadata_count, metadata_options, optimizer_tensors
 from .loop import init_distributed
 
 CHECKPOINT_KIND = "neural-collages/vae-checkpoint"
@@ -86,18 +86,8 @@ def load_vae_checkpoint(path: Path) -> VAECheckpoint:
     model, ema = HierarchicalVAE(config), HierarchicalVAE(config)
     load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
     load_state(ema, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, path)
-    counts = []
-    for key in ("step", "skipped", "seconds"):
-        value = metadata.get(key, "0")
-        if not (isinstance(value, str) and value.isdigit() and len(value) <= 12):
-            raise FormatError(f"{path}: bad {key} {value!r} in the checkpoint metadata")
-        counts.append(int(value))
-    try:
-        options = json.loads(metadata.get("options", "{}"))
-    except json.JSONDecodeError as exc:
-        raise FormatError(f"{path}: options in the checkpoint metadata are not JSON ({exc})") from None
-    if not isinstance(options, dict):
-        raise FormatError(f"{path}: options in the checkpoint metadata must be a JSON object")
+    counts = [metadata_count(path, metadata, key) for key in ("step", "skipped", "seconds")]
+    options = metadata_options(path, metadata)
     state = tensors.get("generator_state")
     if state is None or state.dtype != torch.uint8 or state.dim() != 1 or state.numel() > 100_000:
         raise FormatError(f"{path}: missing or malformed generator_state")
