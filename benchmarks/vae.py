@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import statistics
 import sys
@@ -27,7 +26,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
@@ -35,6 +33,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 from benchmarks._common import dumps  # noqa: E402
 from neural_collages.vae.files import find_vae, load_vae  # noqa: E402
 from neural_collages.vae.mnist import TEST_BINARISATION_SEED, binarise_fixed, load_digits  # noqa: E402
+from neural_collages.vae.model import mean_bounds  # noqa: E402
 
 ANCHORS = [
     {"model": "VAE, 2 stochastic layers (Burda et al. 2016, Table 1)", "nll_nats": 85.33},
@@ -43,18 +42,10 @@ ANCHORS = [
 ]
 
 
-@torch.no_grad()
 def likelihood(model, x, k: int, seed: int = 0, chunk: int = 50) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    nelbo = nll = 0.0
     t0 = time.perf_counter()
-    for a in tqdm(range(0, x.shape[0], chunk), desc=f"{model.config.decoder} k={k}", unit="chunk", leave=False):
-        part = x[a : a + chunk]
-        nelbo += float(-model.elbo(part, g).sum())
-        nll += float(-model.iwae(part, k, g).sum())
-    n = x.shape[0]
-    return {"elbo_nats": nelbo / n, "nll_nats": nll / n, "bits_per_dim": nll / n / (784 * math.log(2)), "k": k,
-            "n": n, "seconds": time.perf_counter() - t0}
+    bounds = mean_bounds(model, x, k, torch.Generator().manual_seed(seed), chunk, progress=True)
+    return {**bounds, "seconds": time.perf_counter() - t0}
 
 
 def smoothness(means: torch.Tensor) -> dict:

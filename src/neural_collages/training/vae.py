@@ -29,6 +29,7 @@ from ..errors import FormatError
 from ..models.model_files import load_state, read_safetensors, write_safetensors
 from ..vae import HierarchicalVAE, VAEConfig
 from ..vae.files import config_from_metadata, save_vae
+from ..vae.model import mean_bounds
 from ..vae.mnist import binarise, binarise_fixed, load_digits
 from .checkpoints import load_optimizer, metadata_count, metadata_options, optimizer_tensors
 from .loop import init_distributed
@@ -100,14 +101,9 @@ def _update_ema(ema: HierarchicalVAE, model: HierarchicalVAE, decay: float) -> N
         e.mul_(decay).add_(p.detach(), alpha=1 - decay)
 
 
-@torch.no_grad()
 def mean_negative_elbo(model: HierarchicalVAE, digits: torch.Tensor, seed: int = 0, batch: int = 500) -> float:
     """Mean negative ELBO (nats) of ``model`` on binary ``digits`` (one posterior sample each)."""
-    g = torch.Generator().manual_seed(seed)
-    total = 0.0
-    for a in range(0, digits.shape[0], batch):
-        total += float(-model.elbo(digits[a : a + batch], g).sum())
-    return total / digits.shape[0]
+    return mean_bounds(model, digits, generator=torch.Generator().manual_seed(seed), chunk=batch)["elbo_nats"]
 
 
 def train_vae(options: VAETrainOptions, config: VAEConfig | None = None, digits: torch.Tensor | None = None,

@@ -176,3 +176,40 @@ class HierarchicalVAE(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+@torch.no_grad()
+def mean_bounds(model: HierarchicalVAE, digits: torch.Tensor, k: int | None = None, generator=None,
+                chunk: int = 100, progress: bool = False) -> dict:
+    """Mean negative ELBO and, with ``k``, the importance-weighted NLL bound, in nats per digit.
+
+    ``chunk`` digits at a time, drawing each chunk's ELBO noise then its ``k`` samples from
+    ``generator`` (so a seed and a chunk size give the same numbers every run).
+    """
+    from tqdm import tqdm
+
+    nelbo = nll = 0.0
+    for a in tqdm(range(0, digits.shape[0], chunk), desc=f"bounds (k={k})", unit="chunk", disable=not progress,
+                  leave=False):
+        part = digits[a : a + chunk]
+        nelbo += float(-model.elbo(part, generator).sum())
+        if k is not None:
+            nll += float(-model.iwae(part, k, generator).sum())
+    n = digits.shape[0]
+    result = {"elbo_nats": nelbo / n, "n": n}
+    if k is not None:
+        result.update(nll_nats=nll / n, bits_per_dim=nll / n / (PIXELS * math.log(2)), k=k)
+    return result
+
+
+def digit_grid(means: torch.Tensor) -> torch.Tensor:
+    """Digits ``(n, 1, S, S)`` as one grey image ``(1, rows·S, cols·S)``, row-major, no padding.
+
+    ``cols = ⌈√n⌉``; cells after the last digit stay black.
+    """
+    n, _, side, _ = means.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = means.new_zeros(rows * cols, side, side)
+    grid[:n] = means[:, 0]
+    return grid.reshape(rows, cols, side, side).permute(0, 2, 1, 3).reshape(1, rows * side, cols * side)

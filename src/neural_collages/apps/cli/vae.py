@@ -144,9 +144,9 @@ def _load(spec: str):
 
 def run_eval(args) -> int:
     import torch
-    from tqdm import tqdm
 
     from ...vae.mnist import binarise_fixed, load_digits
+    from ...vae.model import mean_bounds
 
     set_threads(args.threads)
     model, _ = _load(args.model)
@@ -154,18 +154,9 @@ def run_eval(args) -> int:
     if args.limit is not None:
         test = test[: args.limit]
     x = binarise_fixed(test)
-    g = torch.Generator().manual_seed(args.seed)
-    nelbo = nll = 0.0
-    chunk = 100
-    with torch.no_grad():
-        for a in tqdm(range(0, x.shape[0], chunk), desc=f"eval (k={args.k})", unit="x100 digits",
-                      disable=args.json):
-            part = x[a : a + chunk]
-            nelbo += float(-model.elbo(part, g).sum())
-            nll += float(-model.iwae(part, args.k, g).sum())
-    n = x.shape[0]
-    result = {"nll_nats": nll / n, "elbo_nats": nelbo / n, "bits_per_dim": nll / n / (784 * math.log(2)),
-              "k": args.k, "n": n, "decoder": model.config.decoder, "parameters": model.num_parameters()}
+    bounds = mean_bounds(model, x, args.k, torch.Generator().manual_seed(args.seed), progress=not args.json)
+    n = bounds["n"]
+    result = {**bounds, "decoder": model.config.decoder, "parameters": model.num_parameters()}
     if args.json:
         print(json.dumps(result))
     else:
@@ -175,18 +166,10 @@ def run_eval(args) -> int:
 
 
 def _save_grid(means, path: Path, force: bool) -> None:
-    import torch
-
     from ...imaging.io import save_image
+    from ...vae.model import digit_grid
 
-    n, _, side, _ = means.shape
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    grid = torch.zeros(rows * side, cols * side)
-    for i in range(n):
-        r, c = divmod(i, cols)
-        grid[r * side : (r + 1) * side, c * side : (c + 1) * side] = means[i, 0]
-    save_image((grid * 255).round().clamp(0, 255).to(torch.uint8).numpy(), path, force=force)
+    save_image(digit_grid(means), path, force=force)
 
 
 #: Largest grid written by `vae sample` (pixels): 64 digits at 40x is 80 M pixels.

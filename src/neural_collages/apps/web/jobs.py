@@ -372,6 +372,8 @@ def vae_job(count: int, scale: int, temperature: str, seed: int) -> dict:
     if count * (28 * scale) ** 2 > VAE_MAX_PIXELS:
         raise ConfigurationError(f"{count} digits at {scale}x are {count * (28 * scale) ** 2:,} pixels; the limit is "
                                  f"{VAE_MAX_PIXELS:,} (fewer digits or a smaller scale)")
+    from ...vae.model import digit_grid
+
     model, info = _vae_model()
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -381,11 +383,4 @@ def vae_job(count: int, scale: int, temperature: str, seed: int) -> dict:
     seconds = time.perf_counter() - t0
     return {"count": count, "scale": scale, "temperature": float(temperature), "seed": seed, "seconds": seconds,
             "side": 28 * scale, "model": VAE_MODEL, "training_steps": info.get("steps"),
-            "small": png_url(_digit_grid(small)), "samples": png_url(_digit_grid(large))}
-
-
-def _digit_grid(means: torch.Tensor) -> torch.Tensor:
-    """Digits ``(n, 1, S, S)`` (n a square) as one grey image ``(1, kS, kS)`` without padding."""
-    n, _, side, _ = means.shape
-    k = int(round(n**0.5))
-    return means.reshape(k, k, side, side).permute(0, 2, 1, 3).reshape(1, k * side, k * side)
+            "small": png_url(digit_grid(small)), "samples": png_url(digit_grid(large))}
