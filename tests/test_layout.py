@@ -25,7 +25,9 @@ ALLOWED = {
     "fractal_art": {"core", "coding", "imaging", "codecs", "assets"},
     "ifs": {"core", "imaging", "models", "assets"},
     "vae": {"core", "imaging", "models", "assets"},
-    "apps": {"core", "coding", "imaging", "models", "codecs", "training", "fractal_art", "ifs", "vae", "assets"},
+    "batch": {"coding", "imaging", "codecs"},
+    "apps": {"core", "coding", "imaging", "models", "codecs", "training", "fractal_art", "ifs", "vae", "batch",
+             "assets"},
 }
 
 

@@ -38,3 +38,7 @@ class OutputExistsError(CollageError):
 
 class FormatError(CollageError):
     """A compressed file that is corrupt, truncated, crafted, or of an unsupported version."""
+
+
+class MissingDependencyError(CollageError, ImportError):
+    """An optional dependency a feature needs is not installed (the message says how to install it)."""

@@ -20,7 +20,7 @@ from .. import limits
 from ..errors import ConfigurationError, ImageError, OutputExistsError, TransparencyError
 from .atomic import atomic_write_bytes
 
-__all__ = ["load_image", "save_image", "save_animation", "to_uint8", "to_float"]
+__all__ = ["load_image", "load_image_bytes", "save_image", "encode_image", "save_animation", "to_uint8", "to_float"]
 
 # ITU-R BT.601 luma weights.
 _LUMA = (0.299, 0.587, 0.114)
@@ -80,8 +80,38 @@ def load_image(
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
         raise ImageError(f"{path}: is a directory, not an image file")
+    return _load(path, str(path), mode, alpha, bg)
+
+
+def load_image_bytes(
+    data: bytes,
+    name: str = "<bytes>",
+    mode: str = "rgb",
+    alpha: str = "error",
+    background: float | Sequence[float] = (1.0, 1.0, 1.0),
+) -> torch.Tensor:
+    """:func:`load_image` for the bytes of an image file (``name`` labels the error messages).
+
+    Lets a worker process decode an image it was sent rather than read it from a shared disk.
+    """
+    if mode not in _MODES:
+        raise ConfigurationError(f"mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
+    if alpha not in _ALPHA:
+        raise ConfigurationError(f"alpha must be one of {', '.join(map(repr, _ALPHA))}, got {alpha!r}")
+    if alpha == "keep" and mode == "grey":
+        raise ConfigurationError('alpha="keep" returns RGBA (4 channels); it needs mode="rgb" or mode="keep"')
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ConfigurationError(f"data must be bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise ImageError(f"{name}: empty file, not an image")
+    return _load(io.BytesIO(data), name, mode, alpha, _background_rgb(background))
+
+
+def _load(source, label: str, mode: str, alpha: str, bg: tuple[float, float, float]) -> torch.Tensor:
+    """Decode ``source`` (a path or a binary file object); ``label`` names it in errors."""
+    path = label
     try:
-        colour, grey_source, transparency = _decode(path)
+        colour, grey_source, transparency = _decode(source, label)
     except ImageError:
         raise
     except UnidentifiedImageError as exc:
@@ -135,17 +165,17 @@ def _background_rgb(background) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
-def _decode(path: Path) -> tuple[np.ndarray, bool, np.ndarray | None]:
-    """Decode ``path`` into (colour H x W x C float32, is greyscale, alpha H x W or None)."""
+def _decode(source, label: str) -> tuple[np.ndarray, bool, np.ndarray | None]:
+    """Decode ``source`` into (colour H x W x C float32, is greyscale, alpha H x W or None)."""
     with warnings.catch_warnings():
         # Our own limits.MAX_PIXELS check below is the limit; Pillow's warning threshold is lower
         # than a user may have set limits.MAX_PIXELS to.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             width, height = im.size
             if width * height > limits.MAX_PIXELS:
                 raise ImageError(
-                    f"{path}: {width}x{height} image has more than the {limits.MAX_PIXELS} pixels allowed "
+                    f"{label}: {width}x{height} image has more than the {limits.MAX_PIXELS} pixels allowed "
                     "(neural_collages.limits.MAX_PIXELS); refusing to decode it"
                 )
             im.load()
@@ -204,11 +234,33 @@ def save_image(image, path: str | os.PathLike, force: bool = False, quality: int
     with ``force=True`` (else :class:`OutputExistsError`).
     """
     path = Path(path)
+    fmt = _format_of(path)
+    if not force and os.path.lexists(path):  # fail before spending time on encoding
+        raise OutputExistsError(f"{path} already exists; refusing to overwrite it (pass force=True to replace it)", path)
+    buffer = _encode(image, fmt, quality, path)
+    # getbuffer(): the encoded bytes are written without a copy (getvalue() makes one: 92 MB
+    # for a 13x Kodak PNG, benchmarks/decode_limits.py).
+    with buffer.getbuffer() as view:
+        atomic_write_bytes(path, view, force=force)
+
+
+def encode_image(image, suffix: str = ".png", quality: int | None = None) -> bytes:
+    """The bytes :func:`save_image` would write to a file with this ``suffix`` (same arguments)."""
+    fmt = _format_of(Path(f"image{suffix}"))
+    return _encode(image, fmt, quality, Path(f"image{suffix}")).getvalue()
+
+
+def _format_of(path: Path) -> str:
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ImageError(
             f"{path}: unknown image suffix {path.suffix!r}; use one of {', '.join(sorted(_FORMATS))}"
         )
+    return fmt
+
+
+def _encode(image, fmt: str, quality: int | None, path: Path) -> io.BytesIO:
+    """``image`` encoded as ``fmt`` in a buffer (``path`` names the output in errors)."""
     params: dict = {}
     if quality is not None:
         if fmt not in ("JPEG", "WEBP"):
@@ -226,8 +278,6 @@ def save_image(image, path: str | os.PathLike, force: bool = False, quality: int
         raise ImageError(f"{path}: cannot save an image with {channels} channels (need 1, 3 or 4)")
     if pil_mode == "RGBA" and fmt == "JPEG":
         raise ImageError(f"{path}: JPEG cannot store an alpha channel; drop it or save as .png")
-    if not force and os.path.lexists(path):  # fail before spending time on encoding
-        raise OutputExistsError(f"{path} already exists; refusing to overwrite it (pass force=True to replace it)", path)
 
     pil = Image.fromarray(hwc[:, :, 0] if channels == 1 else hwc, mode=pil_mode)
     del hwc  # Pillow holds its own copy: ours would be one more image-sized buffer during encoding
@@ -236,11 +286,7 @@ def save_image(image, path: str | os.PathLike, force: bool = False, quality: int
         pil.save(buffer, format=fmt, **params)
     except Exception as exc:
         raise ImageError(f"{path}: cannot encode as {fmt} ({type(exc).__name__}: {exc})") from exc
-    del pil
-    # getbuffer(): the encoded bytes are written without a copy (getvalue() makes one: 92 MB
-    # for a 13x Kodak PNG, benchmarks/decode_limits.py).
-    with buffer.getbuffer() as view:
-        atomic_write_bytes(path, view, force=force)
+    return buffer
 
 
 def save_animation(

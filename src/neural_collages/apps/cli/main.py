@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from ...errors import CollageError, OutputExistsError
-from . import codec, corpus, demo, fractalize, ifs, train, vae
+from . import batch, codec, corpus, demo, fractalize, ifs, train, vae
 from . import app as web_app
 
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     codec.add_parsers(sub)
+    batch.add_parser(sub)
     demo.add_parser(sub)
     fractalize.add_parser(sub)
     ifs.add_parser(sub)
