@@ -16,7 +16,7 @@ from neural_collages.batch.folders import find_inputs
 from neural_collages.batch.manifest import MANIFEST_NAME, file_sha256
 from neural_collages.batch.tasks import EncodeSettings
 from neural_collages.codecs import compress, decompress
-from neural_collages.errors import ConfigurationError, MissingDependencyError
+from neural_collages.errors import CollageError, ConfigurationError, MissingDependencyError
 from neural_collages.imaging.io import load_image, load_image_bytes
 from neural_collages.imaging.metrics import psnr
 
@@ -217,3 +217,21 @@ def test_without_dask_the_engine_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask.distributed", None)  # import fails as if not installed
     with pytest.raises(MissingDependencyError, match=r"neural-collages\[distributed\]"):
         make_engine(workers=1)
+
+
+@pytest.mark.slow
+def test_an_existing_cluster_is_used_by_its_scheduler_address(tmp_path, cluster):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make_folder(src, n=2, size=48)
+    address = cluster.client.scheduler.address  # the module's cluster, reached as any remote one would be
+    with make_engine(scheduler=address) as engine:
+        summary = compress_folder(src, dst, FAST, engine, progress=False)
+        assert engine.workers == 2 and address in engine.description
+    assert summary.done == 2 and summary.ok
+
+
+def test_an_unreachable_scheduler_is_one_clear_error(tmp_path):
+    make_folder(tmp_path / "src", n=1, size=48)
+    with make_engine(scheduler="tcp://127.0.0.1:9", connect_timeout=2) as engine:
+        with pytest.raises(CollageError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+            compress_folder(tmp_path / "src", tmp_path / "dst", FAST, engine, progress=False)
