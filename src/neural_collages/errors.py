@@ -42,3 +42,7 @@ class FormatError(CollageError):
 
 class MissingDependencyError(CollageError, ImportError):
     """An optional dependency a feature needs is not installed (the message says how to install it)."""
+
+
+class BudgetError(CollageError):
+    """No setting of a codec fits an image in the requested size (the message says the smallest)."""

@@ -14,12 +14,16 @@ from ..errors import ConfigurationError
 from . import fractal_art, neural, pifs
 from .base import MAX_SCALE, Codec, check_decode_scale, decoder_for, get_codec, register, registered, to_8bit_levels
 from .files import read_container, write_container
+from .rate_control import SizedFile, budget_bytes, compress_to_size
 
 __all__ = [
     "Codec",
     "MAX_SCALE",
+    "SizedFile",
+    "budget_bytes",
     "check_decode_scale",
     "compress",
+    "compress_to_size",
     "decompress",
     "fractal_art",
     "get_codec",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ...coding.container import CODEC_IDS, EXTENSION
 from ...errors import ConfigurationError, ImageError, TransparencyError
-from .common import check_output, positive_int, set_threads
+from .common import check_output, positive_float, positive_int, set_threads
 
 #: Model families of the neural codec (``models.zoo.FAMILIES``; written here so ``--help`` needs no torch).
 MODEL_FAMILIES = ("photo", "aerial")
@@ -22,8 +22,14 @@ def add_parsers(sub) -> None:
     p.add_argument("input", type=Path, help="image to compress (PNG, JPEG, ...)")
     p.add_argument("output", type=Path, help="output file (.clg)")
     p.add_argument("--codec", choices=sorted(CODEC_IDS), default="pifs", help="codec (default: %(default)s)")
-    p.add_argument("--quality", type=positive_int, default=None,
-                   help="1 = smallest file ... best quality (pifs: 1-8, default 4; neural: the shipped levels)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quality", type=positive_int, default=None,
+                      help="1 = smallest file ... best quality (pifs: 1-8, default 4; neural: the shipped levels)")
+    size.add_argument("--bpp", type=positive_float, default=None,
+                      help="instead of --quality: the best file within this many bits per pixel "
+                           "(pifs: any rate, finer than its levels; neural: its shipped levels)")
+    size.add_argument("--max-bytes", type=positive_int, default=None,
+                      help="instead of --quality: the best file of at most this many bytes")
     p.add_argument("--alpha", choices=("composite", "drop"), default=None,
                    help="an image with transparency: blend it onto white (composite) or discard the alpha (drop); "
                         "without this option such images are refused")
@@ -71,13 +77,23 @@ def run_compress(args) -> int:
     except TransparencyError:
         raise ImageError(f"{args.input}: the image has transparency; pass --alpha composite "
                          "(blend onto white) or --alpha drop") from None
+    H, W = image.shape[-2:]
     t0 = time.perf_counter()
-    data = compress(image, args.codec, args.quality, progress=True, model=args.model)
+    setting = ""
+    if args.bpp is not None or args.max_bytes is not None:
+        from ...codecs import budget_bytes, compress_to_size
+
+        budget = budget_bytes(H, W, bpp=args.bpp, max_bytes=args.max_bytes)
+        sized = compress_to_size(image, args.codec, budget, model=args.model)
+        data = sized.data
+        lam = f", lambda {sized.lam:.4g}" if sized.lam is not None else ""
+        setting = f" (budget {budget} bytes: quality {sized.quality}{lam})"
+    else:
+        data = compress(image, args.codec, args.quality, progress=True, model=args.model)
     elapsed = time.perf_counter() - t0
     atomic_write_bytes(args.output, data, force=args.force)
-    H, W = image.shape[-2:]
     note = "" if args.output.suffix == EXTENSION else f" (the usual extension is {EXTENSION})"
-    print(f"{args.input} -> {args.output}{note}: {len(data)} bytes, {8 * len(data) / (H * W):.4f} bpp, "
+    print(f"{args.input} -> {args.output}{note}: {len(data)} bytes, {8 * len(data) / (H * W):.4f} bpp{setting}, "
           f"{elapsed:.2f} s")
     return 0
 

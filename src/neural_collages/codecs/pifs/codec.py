@@ -58,11 +58,17 @@ def encode(image: torch.Tensor, config: PifsConfig | None = None, progress: bool
     return encode_analysed(image, analyses, config)
 
 
-def encode_analysed(image: torch.Tensor, analyses: list[list[LevelAnalysis]], config: PifsConfig) -> bytes:
-    """Rate–distortion decisions and entropy coding at ``config.quality`` (see :func:`analyse`)."""
+def encode_analysed(image: torch.Tensor, analyses: list[list[LevelAnalysis]], config: PifsConfig,
+                    lam: float | None = None) -> bytes:
+    """Rate–distortion decisions and entropy coding at ``config.quality`` (see :func:`analyse`).
+
+    ``lam`` replaces the quality's Lagrange multiplier (an encoder choice the decoder never needs:
+    files record the quantisation, not λ), for rate control between the quality levels.
+    """
     C, H, W = image.shape
     layouts = plane_layouts(W, H, C, config)
-    lams = [config.lam if l.name == "y" else config.lam * config.chroma_weight for l in layouts]
+    lam = config.lam if lam is None else float(lam)
+    lams = [lam if l.name == "y" else lam * config.chroma_weight for l in layouts]
     rates = RateModel.initial(config)
     symbols = []
     for _ in range(2):  # decide, measure symbol statistics, decide again with them
