@@ -240,3 +240,26 @@ def test_gradcheck_through_a_few_anderson_steps():
         return anderson(diagonal_map(a, c), torch.zeros(2, 3, dtype=torch.float64), tol=0.0, max_steps=4)[0]
 
     assert torch.autograd.gradcheck(run, (c,))
+
+
+def test_picard_into_two_buffers_gives_the_same_iterates_and_overwrites_only_its_start():
+    a, c = problem(seed=3)
+    f = diagonal_map(a, c)
+    calls = []
+
+    def into(z, out):
+        calls.append(out.data_ptr())
+        return torch.mul(a, z, out=out).add_(c)
+
+    for steps, tol in ((1, 0.0), (7, 0.0), (200, 1e-9)):
+        start = torch.zeros_like(c)
+        expected, stats = picard(f, start.clone(), tol, steps)
+        calls.clear()
+        got, stats2 = picard(f, start, tol, steps, step_into=into)
+        assert torch.equal(got, expected) and stats2.steps == stats.steps
+        assert torch.equal(stats2.residual, stats.residual) and stats2.converged == stats.converged
+        assert len(set(calls)) <= 2  # two buffers in all, the start being one of them
+    # With a trajectory it keeps every iterate, so the start is left alone.
+    start = torch.zeros_like(c)
+    picard(f, start, 0.0, 3, trajectory=True, step_into=into)
+    assert torch.equal(start, torch.zeros_like(c))

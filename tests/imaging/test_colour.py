@@ -167,3 +167,6 @@ def test_conversion_in_strips_equals_the_whole_image_conversion(factor, rows, si
     whole = ycbcr_to_rgb(torch.cat([luma[None, :H, :W], up[:, :H, :W]]))
     strips = planes_to_rgb_in_strips(luma, chroma, (H, W), ycbcr_to_rgb, factor=factor, strip_rows=rows)
     assert strips.shape == (3, H, W) and torch.equal(strips, whole)
+    # Chroma as two planes (stacked a strip at a time, never whole): the same image.
+    pair = planes_to_rgb_in_strips(luma, (chroma[0], chroma[1]), (H, W), ycbcr_to_rgb, factor=factor, strip_rows=rows)
+    assert torch.equal(pair, whole)

@@ -194,7 +194,8 @@ class QuadtreeCollage:
             levels.append((op, code, ids))
             dtype = code.bias.dtype
         H, W = self.image_size
-        if init is None:
+        owned = init is None  # a start we made may be overwritten: two image buffers, not three
+        if owned:
             init = torch.zeros(1, 1, scale * H, scale * W, dtype=dtype or torch.float32)
         # Gather indices cost ~20 bytes per output pixel. Up to PREPARED_PIXELS they are built
         # once; beyond, they are rebuilt every step in chunks of CHUNK_PIXELS, so memory stays
@@ -204,8 +205,8 @@ class QuadtreeCollage:
         if whole:
             prepared = [(op, op.prepare(code, scale, ranges=ids)) for op, code, ids in levels]
 
-        def step(z: torch.Tensor) -> torch.Tensor:
-            out = torch.empty_like(z)
+        def step(z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            out = torch.empty_like(z) if out is None else out
             if whole:
                 for op, prep in prepared:
                     out = op.apply_prepared(z, prep, out=out)
@@ -221,4 +222,4 @@ class QuadtreeCollage:
                     out = op.apply_prepared(z, prep, out=out, buffer=buffer, means=means)
             return out
 
-        return picard(step, init, tol, steps, trajectory=return_trajectory)
+        return picard(step, init, tol, steps, trajectory=return_trajectory, step_into=step if owned else None)

@@ -49,12 +49,19 @@ def _check_budget(tol: float, max_steps: int) -> None:
         raise ConfigurationError(f"tol must be >= 0, got {tol!r}")
 
 
-def picard(step: StepFn, init: torch.Tensor, tol: float, max_steps: int, trajectory: bool = False):
+def picard(step: StepFn, init: torch.Tensor, tol: float, max_steps: int, trajectory: bool = False,
+           step_into: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
     """Iterate ``z ← F(z)`` until the sup-norm update is ≤ ``tol`` or ``max_steps`` is reached.
 
     With ``tol = 0`` it runs exactly ``max_steps`` steps unless an exact fixed point is hit.
+    ``step_into(z, out)``, when given (and no trajectory is kept), computes ``F(z)`` into ``out``:
+    the iteration then alternates between ``init`` itself, which it overwrites, and one more
+    buffer, so a large decode holds two images rather than three (the caller's ``init``, the
+    iterate and the next one). Same arithmetic, same result.
     """
     _check_budget(tol, max_steps)
+    if step_into is not None and not trajectory:
+        return _picard_in_place(step_into, init, tol, max_steps)
     z = init
     path = [z.detach().clone()] if trajectory else None
     residual = torch.full((init.shape[0],), float("inf"), dtype=init.dtype, device=init.device)
@@ -70,6 +77,21 @@ def picard(step: StepFn, init: torch.Tensor, tol: float, max_steps: int, traject
             break
     stats = DecodeStats(steps, residual, bool((residual <= tol).all()), "picard", path)
     return z, stats
+
+
+def _picard_in_place(step_into, z: torch.Tensor, tol: float, max_steps: int):
+    spare = torch.empty_like(z)
+    residual = torch.full((z.shape[0],), float("inf"), dtype=z.dtype, device=z.device)
+    steps = 0
+    while steps < max_steps:
+        new = step_into(z, spare)
+        residual = _sup_residual(new, z)
+        z, spare = new, z
+        steps += 1
+        if bool((residual <= tol).all()):
+            break
+    del spare
+    return z, DecodeStats(steps, residual, bool((residual <= tol).all()), "picard", None)
 
 
 def anderson(

@@ -80,6 +80,8 @@ def planes_to_rgb_in_strips(
 ) -> torch.Tensor:
     """``(3, H, W)`` from a luma plane ``(≥H, ≥W)`` and chroma ``(2, h, w)`` (``factor`` 2: 4:2:0, 1: 4:4:4).
 
+    ``chroma`` may also be a pair of ``(h, w)`` planes, stacked a strip at a time (no copy of both).
+
     ``convert`` maps a ``(3, rows, cols)`` YCbCr strip (chroma already upsampled) to RGB. The image
     is converted ``strip_rows`` chroma rows at a time, so temporaries stay a few strips however
     large the output. Upsampling reads one chroma row above and below, so each strip takes a
@@ -89,7 +91,12 @@ def planes_to_rgb_in_strips(
         raise ConfigurationError(f"chroma factor must be 1 or 2, got {factor!r}")
     H, W = size
     out = torch.empty(3, H, W, dtype=torch.float32)
-    rows = chroma.shape[-2]
+    if isinstance(chroma, (tuple, list)):
+        if len(chroma) != 2 or chroma[0].shape != chroma[1].shape:
+            raise ConfigurationError("chroma must be a (2, h, w) tensor or two (h, w) planes of one size")
+        rows = chroma[0].shape[-2]
+    else:
+        rows = chroma.shape[-2]
     halo = factor - 1
     for c0 in range(0, rows, strip_rows):
         c1 = min(rows, c0 + strip_rows)
@@ -97,7 +104,7 @@ def planes_to_rgb_in_strips(
         if r0 >= r1:
             break
         lo, hi = max(0, c0 - halo), min(rows, c1 + halo)
-        part = chroma[:, lo:hi]
+        part = torch.stack([chroma[0][lo:hi], chroma[1][lo:hi]]) if isinstance(chroma, (tuple, list)) else chroma[:, lo:hi]
         if factor == 2:
             part = upsample_2x(part)
         part = part[:, factor * (c0 - lo) : factor * (c1 - lo)]
