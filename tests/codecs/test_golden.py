@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from neural_collages import codecs
+from neural_collages.coding.container import unpack
 from neural_collages.assets import sample_image_path
 from neural_collages.imaging.io import load_image, to_uint8
 
@@ -68,3 +69,19 @@ def test_encoding_the_sample_writes_the_recorded_bytes(sample, name):
     codec, model, quality = _case(name)
     data = codecs.compress(sample, codec, quality, model=model)
     assert _sha256(data) == DIGESTS[name]["file"], f"{name}: the encoder's output drifted"
+
+
+OLD_PIFS = GOLDEN / "pifs-v1"
+OLD_DIGESTS = json.loads((OLD_PIFS / "digests.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(OLD_DIGESTS))
+def test_pifs_version_1_files_still_decode_to_their_recorded_pixels(name):
+    """Written before deblocking (payload version 2): they name no filter and decode as they always did."""
+    data = (OLD_PIFS / f"{name}.clg").read_bytes()
+    assert _sha256(data) == OLD_DIGESTS[name]["file"]
+    header, _ = unpack(data)
+    assert header.params["v"] == 1 and "deblock" not in header.params
+    for scale in (1, 2):
+        pixels = to_uint8(codecs.decompress(data, scale)).numpy().tobytes()
+        assert _sha256(pixels) == OLD_DIGESTS[name][f"pixels_x{scale}"], f"{name} at {scale}x"

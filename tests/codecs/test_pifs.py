@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from fuzzing import decode_hostile, mutations, payload_flips, with_params
 from neural_collages.codecs import compress, decompress, pifs
 from neural_collages.coding.container import pack, unpack
-from neural_collages.errors import ConfigurationError
+from neural_collages.errors import ConfigurationError, FormatError
 from neural_collages.imaging.io import load_image
 from neural_collages.imaging.metrics import psnr
 from neural_collages.core.quadtree import QuadtreeCollage
@@ -157,3 +157,39 @@ def test_colour_conversion_in_strips_is_bit_identical_to_one_strip(encoded, monk
     monkeypatch.setattr(pifs_codec, "STRIP_ROWS", rows)
     for s, image in whole.items():
         assert torch.equal(decompress(encoded, scale=s), image)
+
+
+@pytest.mark.parametrize("quality", [1, 3, 6])
+def test_the_encoder_names_the_deblocking_that_decodes_best(photo, quality):
+    import dataclasses
+
+    from neural_collages.codecs.pifs.codec import decode_parts
+    from neural_collages.codecs.pifs.config import DEBLOCK_PRESETS
+    from neural_collages.imaging.metrics import psnr
+
+    data = pifs.encode(photo, pifs.PifsConfig(quality=quality))
+    header, payload = unpack(data)
+    config = pifs.PifsConfig.from_params(header.params)
+    assert header.params["v"] == 2 and config.deblock in (0, *DEBLOCK_PRESETS)
+    scores = {p: float(psnr(photo, decode_parts(header, payload, dataclasses.replace(config, deblock=p))))
+              for p in (0, *DEBLOCK_PRESETS)}
+    assert scores[config.deblock] == max(scores.values())
+    assert torch.equal(pifs.decode(data), decode_parts(header, payload, config))
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"deblock": 9}, "deblock"), ({"deblock": "1"}, "deblock"), ({"deblock": True}, "deblock"),
+    ({"v": 1}, "exactly the keys"),  # a version-1 file names no filter
+])
+def test_the_deblocking_parameter_is_checked_like_the_others(encoded, params, message):
+    import dataclasses
+
+    from neural_collages.coding.container import pack
+
+    header, payload = unpack(encoded)
+    forged = pack(dataclasses.replace(header, params={**header.params, **params}), payload)
+    with pytest.raises(FormatError, match=message):
+        pifs.decode(forged)
+    missing = {k: v for k, v in header.params.items() if k != "deblock"}
+    with pytest.raises(FormatError, match="exactly the keys"):
+        pifs.decode(pack(dataclasses.replace(header, params=missing), payload))

@@ -92,7 +92,8 @@ def _pifs_to_size(image: torch.Tensor, max_bytes: int, progress: bool) -> SizedF
 
     def trial(lam: float) -> bytes:
         if lam not in tried:
-            tried[lam] = encode_analysed(image, analyses, nearest(lam), lam=lam)
+            # The deblocking choice (one decode per trial) waits for the winner: it changes one digit of the params.
+            tried[lam] = encode_analysed(image, analyses, nearest(lam), lam=lam, choose_deblock=False)
         return tried[lam]
 
     lo, hi = min(QUALITY_LAMBDAS.values()) / LAMBDA_SPAN, max(QUALITY_LAMBDAS.values()) * LAMBDA_SPAN
@@ -109,4 +110,7 @@ def _pifs_to_size(image: torch.Tensor, max_bytes: int, progress: bool) -> SizedF
                 lo = mid
     # Size is not strictly monotone in λ: of every trial that fits, keep the largest file.
     lam = max((l for l, d in tried.items() if len(d) <= max_bytes), key=lambda l: (len(tried[l]), -l))
-    return SizedFile(tried[lam], max_bytes, nearest(lam).quality, lam)
+    final = encode_analysed(image, analyses, nearest(lam), lam=lam)
+    if len(final) > max_bytes:  # cannot happen with one-digit presets; never return an oversized file
+        final = tried[lam]
+    return SizedFile(final, max_bytes, nearest(lam).quality, lam)

@@ -29,19 +29,22 @@ codec's entry points, registered as ``"pifs"``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ...coding.container import ContainerHeader, pack, unpack
 from ...coding.streams import encode_streams
+from ...core.deblock import deblock
 from ...core.quadtree import QuadtreeCollage
 from ...errors import ConfigurationError, FormatError
 from ...imaging.colour import planes_to_rgb_in_strips, ycbcr_to_rgb
 from ..base import MAX_SCALE, check_decode_scale, register, to_8bit_levels
 from .analysis import LevelAnalysis, analyse, count_blocks, plane_layouts
 from .bitstream import decode_planes, plane_symbols, stream_specs
-from .config import DEFAULT_QUALITY, QUALITY_LAMBDAS, PifsConfig
+from .config import DEBLOCK_PRESETS, DEFAULT_QUALITY, QUALITY_LAMBDAS, PifsConfig
 from .rate_distortion import RateModel, decide_quadtree, rates_from_symbols
 
 __all__ = ["PifsCodec", "PifsConfig", "encode", "encode_analysed", "analyse", "decode", "decode_parts", "MAX_SCALE"]
@@ -59,11 +62,13 @@ def encode(image: torch.Tensor, config: PifsConfig | None = None, progress: bool
 
 
 def encode_analysed(image: torch.Tensor, analyses: list[list[LevelAnalysis]], config: PifsConfig,
-                    lam: float | None = None) -> bytes:
+                    lam: float | None = None, choose_deblock: bool = True) -> bytes:
     """Rate–distortion decisions and entropy coding at ``config.quality`` (see :func:`analyse`).
 
     ``lam`` replaces the quality's Lagrange multiplier (an encoder choice the decoder never needs:
-    files record the quantisation, not λ), for rate control between the quality levels.
+    files record the quantisation, not λ), for rate control between the quality levels. With
+    ``choose_deblock`` the file names the deblocking preset that decodes it best at 1x (PSNR;
+    ties keep it off); without, it keeps ``config.deblock``.
     """
     C, H, W = image.shape
     layouts = plane_layouts(W, H, C, config)
@@ -87,8 +92,47 @@ def encode_analysed(image: torch.Tensor, analyses: list[list[LevelAnalysis]], co
         values[f"{p}.iso"] = np.asarray(s.isometries, dtype=np.int64)
         values[f"{p}.mean"] = np.asarray(s.means, dtype=np.int64)
     payload = encode_streams(stream_specs(layouts, config), values)
+    if choose_deblock:
+        config = replace(config, deblock=best_deblock(image, W, H, C, payload, config))
     header = ContainerHeader("pifs", W, H, C, config.to_params())
     return pack(header, payload)
+
+
+def best_deblock(image: torch.Tensor, width: int, height: int, channels: int, payload: bytes,
+                 config: PifsConfig) -> int:
+    """The deblocking preset (0: none) whose 1x decode of ``payload`` is closest to ``image`` (MSE)."""
+    planes = _decoded_planes(width, height, channels, payload, config, 1)
+    header = ContainerHeader("pifs", width, height, channels, config.to_params())
+    target = to_8bit_levels(image.to(torch.float32), 255.0)
+    best, best_err = 0, None
+    for preset in (0, *DEBLOCK_PRESETS):
+        filtered = [_deblocked(z, tree, layout, config, preset, 1, in_place=False) for z, tree, layout in planes]
+        err = float((_planes_to_image(filtered, header, 1) - target).double().pow(2).sum())
+        if best_err is None or err < best_err:
+            best, best_err = preset, err
+    return best
+
+
+def _decoded_planes(width, height, channels, payload, config, scale, return_trajectory=False):
+    """Per plane: the iterates (the last one only unless ``return_trajectory``), quadtree, layout."""
+    out = []
+    with torch.no_grad():
+        for plane in decode_planes(width, height, channels, payload, config):
+            qt = QuadtreeCollage(plane.layout.padded, config.block_sizes, config.domain_strides)
+            z, stats = qt.decode(plane.tree, plane.codes, scale=scale, steps=config.decode_steps,
+                                 return_trajectory=return_trajectory)
+            out.append((stats.trajectory if return_trajectory else z, plane.tree, plane.layout))
+    return out
+
+
+def _deblocked(z: torch.Tensor, tree, layout, config: PifsConfig, preset: int, scale: int, in_place: bool):
+    """A plane ``(1, 1, s·H, s·W)`` iterate, deblocked by ``preset`` and cropped to the plane's size."""
+    plane = z[0, 0]
+    if preset:
+        width, alpha, threshold = DEBLOCK_PRESETS[preset]
+        leaves = [(leaf.y, leaf.x, config.block_sizes[leaf.level]) for leaf in tree.leaves]
+        plane = deblock(plane, leaves, scale, config.block_sizes[-1], width, alpha, threshold, in_place=in_place)
+    return plane[: scale * layout.size[0], : scale * layout.size[1]]
 
 
 def decode(data: bytes, scale: int = 1) -> torch.Tensor:
@@ -110,15 +154,13 @@ def decode_parts(
     decoding steps from the blank start (for animations).
     """
     scale = check_decode_scale(scale, header)
-    paths = []  # per plane: the iterates (only the last one unless return_trajectory)
-    with torch.no_grad():
-        for plane in decode_planes(header.width, header.height, header.channels, payload, config):
-            layout = plane.layout
-            qt = QuadtreeCollage(layout.padded, config.block_sizes, config.domain_strides)
-            z, stats = qt.decode(plane.tree, plane.codes, scale=scale, steps=config.decode_steps,
-                                 return_trajectory=return_trajectory)
-            iterates = stats.trajectory if return_trajectory else [z]
-            paths.append([it[0, 0, : scale * layout.size[0], : scale * layout.size[1]] for it in iterates])
+    paths = []  # per plane: the iterates (only the last one unless return_trajectory), deblocked
+    decoded = _decoded_planes(header.width, header.height, header.channels, payload, config, scale,
+                              return_trajectory)
+    for iterates, tree, layout in decoded:
+        iterates = iterates if return_trajectory else [iterates]
+        paths.append([_deblocked(it, tree, layout, config, config.deblock, scale, in_place=True) for it in iterates])
+    del decoded
     frames = [_planes_to_image(list(planes), header, scale) for planes in zip(*paths)]
     return (frames[-1], frames) if return_trajectory else frames[-1]
 

@@ -6,8 +6,15 @@ from dataclasses import dataclass
 
 from ...errors import ConfigurationError, FormatError
 
-PAYLOAD_VERSION = 1
+#: Version 2 adds the ``deblock`` parameter; version-1 files (no deblocking) still decode, unchanged.
+PAYLOAD_VERSION = 2
 NUM_ISOMETRIES = 8
+
+#: Deblocking presets a file may name (``core/deblock.py``): (band width px, strength α, largest
+#: step smoothed, 8-bit units). 0 is off. The encoder decodes its file once and keeps whichever
+#: gives the highest PSNR, so a file is never worse at 1x than without deblocking.
+DEBLOCK_PRESETS: dict[int, tuple[int, float, float]] = {1: (1, 1.0, 32.0), 2: (1, 1.0, 64.0), 3: (1, 1.0, 128.0),
+                                                         4: (2, 1.0, 32.0)}
 
 #: Lagrange multipliers of the quality levels (squared 8-bit error per bit): 1 = smallest file.
 #: On Kodak they span about 0.08 to 1.1 bits per pixel.
@@ -35,6 +42,8 @@ class PifsConfig:
     decode_steps: int = 12
     #: Blocks whose variance (per pixel, 8-bit units²) is below this are coded flat without search.
     flat_variance: float = 2.0
+    #: Deblocking preset applied after decoding (:data:`DEBLOCK_PRESETS`; 0: none).
+    deblock: int = 0
 
     def __post_init__(self):
         if self.quality not in QUALITY_LAMBDAS:
@@ -59,6 +68,8 @@ class PifsConfig:
             raise ConfigurationError("s_max must lie in (0, 2] and s_levels in [1, 127]")
         if not 1 <= self.mean_step <= 16 or not 1 <= self.decode_steps <= 64:
             raise ConfigurationError("mean_step must lie in [1, 16] and decode_steps in [1, 64]")
+        if type(self.deblock) is not int or self.deblock not in (0, *DEBLOCK_PRESETS):
+            raise ConfigurationError(f"deblock must be 0 or one of {sorted(DEBLOCK_PRESETS)}, got {self.deblock!r}")
 
     @property
     def lam(self) -> float:
@@ -83,16 +94,20 @@ class PifsConfig:
             "s_levels": self.s_levels,
             "mean_step": self.mean_step,
             "steps": self.decode_steps,
+            "deblock": self.deblock,
         }
 
     @classmethod
     def from_params(cls, params: dict) -> "PifsConfig":
         """Validate a file's params (hostile input): FormatError on anything unexpected."""
+        version = params.get("v")
+        if type(version) is not int or version not in (1, PAYLOAD_VERSION):  # not true or 1.0: one spelling per file
+            raise FormatError(f"unsupported PIFS payload version {version!r}")
         expected = {"v", "quality", "blocks", "strides", "s_max", "s_levels", "mean_step", "steps"}
+        if version >= 2:
+            expected.add("deblock")
         if set(params) != expected:
-            raise FormatError(f"PIFS params must have exactly the keys {sorted(expected)}")
-        if type(params["v"]) is not int or params["v"] != PAYLOAD_VERSION:  # not true or 1.0: one spelling per file
-            raise FormatError(f"unsupported PIFS payload version {params['v']!r}")
+            raise FormatError(f"PIFS version {version} params must have exactly the keys {sorted(expected)}")
 
         def ints(value, name):
             if not isinstance(value, list) or not all(type(v) is int for v in value):
@@ -102,6 +117,8 @@ class PifsConfig:
         try:
             if not all(type(params[k]) is int for k in ("quality", "s_levels", "mean_step", "steps")):
                 raise FormatError("PIFS params quality, s_levels, mean_step and steps must be integers")
+            if "deblock" in params and type(params["deblock"]) is not int:
+                raise FormatError("PIFS param deblock must be an integer")
             if type(params["s_max"]) not in (int, float):
                 raise FormatError("PIFS param s_max must be a number")
             return cls(
@@ -112,6 +129,7 @@ class PifsConfig:
                 s_levels=params["s_levels"],
                 mean_step=params["mean_step"],
                 decode_steps=params["steps"],
+                deblock=params.get("deblock", 0),
             )
         except ConfigurationError as exc:
             raise FormatError(f"invalid PIFS params: {exc}") from None
