@@ -67,12 +67,7 @@ def load_image(
     Raises :class:`ImageError` naming the path for a missing file, a directory, a file that is
     not a readable image, a truncated file, or an image larger than :data:`limits.MAX_PIXELS`.
     """
-    if mode not in _MODES:
-        raise ConfigurationError(f"mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
-    if alpha not in _ALPHA:
-        raise ConfigurationError(f"alpha must be one of {', '.join(map(repr, _ALPHA))}, got {alpha!r}")
-    if alpha == "keep" and mode == "grey":
-        raise ConfigurationError('alpha="keep" returns RGBA (4 channels); it needs mode="rgb" or mode="keep"')
+    _check_load_options(mode, alpha)
     bg = _background_rgb(background)
 
     path = Path(path)
@@ -94,17 +89,21 @@ def load_image_bytes(
 
     Lets a worker process decode an image it was sent rather than read it from a shared disk.
     """
+    _check_load_options(mode, alpha)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ConfigurationError(f"data must be bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise ImageError(f"{name}: empty file, not an image")
+    return _load(io.BytesIO(data), name, mode, alpha, _background_rgb(background))
+
+
+def _check_load_options(mode: str, alpha: str) -> None:
     if mode not in _MODES:
         raise ConfigurationError(f"mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}")
     if alpha not in _ALPHA:
         raise ConfigurationError(f"alpha must be one of {', '.join(map(repr, _ALPHA))}, got {alpha!r}")
     if alpha == "keep" and mode == "grey":
         raise ConfigurationError('alpha="keep" returns RGBA (4 channels); it needs mode="rgb" or mode="keep"')
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ConfigurationError(f"data must be bytes, got {type(data).__name__}")
-    if len(data) == 0:
-        raise ImageError(f"{name}: empty file, not an image")
-    return _load(io.BytesIO(data), name, mode, alpha, _background_rgb(background))
 
 
 def _load(source, label: str, mode: str, alpha: str, bg: tuple[float, float, float]) -> torch.Tensor:
