@@ -192,6 +192,8 @@ def reconstruct(loaded: LoadedModel, code: IntegerCode, scale: int = 1, return_t
 WHOLE_DECODE_PIXELS = 1 << 22
 #: Pooled candidate values per band of a large decode (64 MB as float32).
 BAND_BUDGET = 1 << 24
+#: Chroma rows per colour-conversion strip of a large decode (as the PIFS codec: a few MB per temporary).
+STRIP_ROWS = 64
 
 
 def _rgb_levels(ycc: torch.Tensor) -> torch.Tensor:
@@ -206,7 +208,7 @@ def _decode_in_bands(loaded: LoadedModel, code: IntegerCode, header: ContainerHe
     with torch.no_grad():
         luma, chroma = model.decode_planes(code_y, code_c, code.grid, scale, budget=BAND_BUDGET)
         rgb = planes_to_rgb_in_strips(luma[0], chroma, (scale * header.height, scale * header.width), _rgb_levels,
-                                      factor=model.chroma_factor)
+                                      factor=model.chroma_factor, strip_rows=STRIP_ROWS)
     return rgb[:1].clone() if header.channels == 1 else rgb
 
 
