@@ -151,7 +151,7 @@ def test_c_the_harness_reports_crashes_hangs_and_stray_exceptions(seeds, tmp_pat
     assert crash["crash"] == "killed by SIGSEGV" and "Segmentation fault" in crash["stderr"]
     assert hang["type"] == "Timeout" and hang["seconds"] >= 2.0 and "fresh worker" in hang["message"]
     assert stray["type"] == "ValueError" and stray["message"] == "injected by the test hook"
-    assert "_run_hook" in stray["traceback"] and stray["raised_in"] == "fuzz_harness.py"
+    assert "_run_hook" in stray["traceback"] and stray["raised_in"] == "fuzz_worker.py"
     assert memory["type"] == "MemoryError" and "RLIMIT_AS=1024" in memory["crash"]
     assert exited["crash"] == "exited with status 0"
     assert bad["type"] == "InvalidOutput" and "(3, 2, 2)" in bad["message"]
