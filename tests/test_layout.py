@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "neural_collages"
-LEAVES = {"errors", "checks", "limits"}
+LEAVES = {"errors", "checks", "limits", "jsondoc"}
 #: Subpackage -> project subpackages (besides itself and the leaves) it may import.
 ALLOWED = {
     "core": set(),

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from .. import limits
 from ..errors import CollageError, ConfigurationError, FormatError
 from ..imaging.atomic import atomic_write_bytes
+from ..jsondoc import read_document
 from .engine import SerialEngine, crash_message
 from .manifest import file_sha256
 from .runner import BatchSummary, Item, run_batch
@@ -144,16 +145,8 @@ def read_layout(folder) -> MosaicLayout:
     path = Path(folder) / LAYOUT_NAME
     if not path.is_file():
         raise CollageError(f"{folder}: no {LAYOUT_NAME}; is this a folder written by tile_image?")
-    if path.stat().st_size > MAX_LAYOUT_BYTES:
-        raise FormatError(f"{path}: larger than {MAX_LAYOUT_BYTES:,} bytes")
-    try:
-        obj = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FormatError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(obj, dict) or obj.get("format") != LAYOUT_FORMAT:
-        raise FormatError(f"{path}: not a {LAYOUT_FORMAT} file")
-    if obj.get("version") != LAYOUT_VERSION:
-        raise FormatError(f"{path}: version {obj.get('version')!r}; this build reads version {LAYOUT_VERSION}")
+    obj = read_document(path, kind="mosaic layout", fmt=LAYOUT_FORMAT, version=LAYOUT_VERSION,
+                        max_bytes=MAX_LAYOUT_BYTES)
     width, height = _int(obj, "width", 1, 1 << 20), _int(obj, "height", 1, 1 << 20)
     channels, tile = _int(obj, "channels", 1, 3), _int(obj, "tile", MIN_TILE, MAX_TILE)
     expected = grid(width, height, tile) if -(-width // tile) * -(-height // tile) <= MAX_TILES else None

@@ -38,6 +38,7 @@ import torch
 from ..errors import ConfigurationError, FormatError, ImageError
 from ..imaging.atomic import atomic_write_bytes
 from ..imaging.io import IMAGE_SUFFIXES, load_image
+from ..jsondoc import parse_document
 from .fit import MAX_CLOUD_POINTS
 from .model import MAX_MAPS, check_maps
 
@@ -232,16 +233,8 @@ def write_ifs(path: str | os.PathLike, A, t, p, fit: dict | None = None, force: 
 
 def parse_ifs(text: str | bytes, source: str = "ifs.json") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(A, t, p)`` float64 from ``ifs.json`` text; :class:`FormatError` for anything malformed."""
-    if len(text) > MAX_JSON_BYTES:
-        raise FormatError(f"{source}: more than the {MAX_JSON_BYTES:,} bytes an IFS file may have")
-    try:
-        doc = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
-        raise FormatError(f"{source}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
-        raise FormatError(f"{source}: not an IFS file (no \"format\": \"{FORMAT_NAME}\")")
-    if doc.get("version") != FORMAT_VERSION:
-        raise FormatError(f"{source}: unsupported IFS file version {doc.get('version')!r}")
+    doc = parse_document(text, source, kind="IFS file", fmt=FORMAT_NAME, version=FORMAT_VERSION,
+                         max_bytes=MAX_JSON_BYTES)
     dim, maps = doc.get("dim"), doc.get("maps")
     if dim not in (2, 3) or isinstance(dim, bool):
         raise FormatError(f"{source}: \"dim\" must be 2 or 3, got {dim!r}")
@@ -272,10 +265,6 @@ def read_ifs(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor, torch
     path = Path(path)
     _check_file(path, MAX_JSON_BYTES)
     return parse_ifs(path.read_bytes(), str(path))
-
-
-def _no_constant(name):
-    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def _is_number(x) -> bool:

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from ..errors import ConfigurationError, ImageError, OutputExistsError
 from ..imaging.atomic import atomic_write_bytes
 from ..imaging.io import load_image, to_uint8
+from ..jsondoc import read_document
 
 __all__ = [
     "KINDS",
@@ -55,6 +56,8 @@ DEFAULT_MAX_SIDE: dict[str, int | None] = {"photo": 1024, "aerial-train": None, 
 MANIFEST = "manifest.json"
 _FORMAT = "neural-collages-corpus"
 _VERSION = 1
+#: A corpus manifest lists a few thousand images at most; a larger one is not ours.
+MAX_MANIFEST_BYTES = 1 << 26
 _HINT = "build it first with `collage corpus {kind} DIR`"
 
 
@@ -401,16 +404,10 @@ def load_corpus(path: str | os.PathLike) -> list[torch.Tensor]:
     if not root.is_dir():
         raise CorpusError(f"{root}: no corpus directory; {hint}")
     manifest_path = root / MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CorpusError(f"{root}: no {MANIFEST} (missing or unfinished corpus); {hint}") from None
-    except (OSError, ValueError) as exc:
-        raise CorpusError(f"{manifest_path}: unreadable or corrupt manifest ({exc}); {hint}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
-        raise CorpusError(f"{manifest_path}: not a neural-collages corpus manifest; {hint}")
-    if manifest.get("version") != _VERSION:
-        raise CorpusError(f"{manifest_path}: unsupported corpus version {manifest.get('version')!r}; {hint}")
+    if not manifest_path.is_file():
+        raise CorpusError(f"{root}: no {MANIFEST} (missing or unfinished corpus); {hint}")
+    manifest = read_document(manifest_path, kind="manifest", fmt=_FORMAT, version=_VERSION,
+                             max_bytes=MAX_MANIFEST_BYTES, error=CorpusError, hint=hint)
     entries = manifest.get("images")
     if not isinstance(entries, list) or not entries:
         raise CorpusError(f"{manifest_path}: manifest lists no images; {hint}")

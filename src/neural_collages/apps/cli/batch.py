@@ -38,59 +38,66 @@ def _codec_flags(p) -> None:
                    help="images with transparency: blend onto white or discard the alpha (default: such images fail)")
 
 
+def _decode_flags(p) -> None:
+    p.add_argument("--scale", type=positive_int, default=1, help="integer zoom factor (default: 1)")
+    p.add_argument("--max-pixels", type=positive_int, default=None, help="refuse larger outputs (default: 2**26)")
+
+
+def _suffix_flag(p) -> None:
+    p.add_argument("--suffixes", default=".png,.jpg,.jpeg,.webp,.bmp,.tif,.tiff",
+                   help="comma-separated input suffixes (default: %(default)s)")
+
+
+def _format_flag(p) -> None:
+    p.add_argument("--format", default="png", choices=("png", "webp", "bmp", "tif"),
+                   help="output image format, lossless (default: %(default)s)")
+
+
+def _tile_flags(p) -> None:
+    p.add_argument("--tile", type=positive_int, default=512, help="tile side in px, a multiple of 32 (default: 512)")
+    p.add_argument("--max-pixels", type=positive_int, default=None,
+                   help="largest input image accepted (default: 2**26 = 67,108,864)")
+
+
+_REPLACE_UNLISTED = "replace outputs that exist but are not in the manifest"
+
+
+def _command(bsub, name, handler, summary, description, positionals, force_help, *flag_groups) -> None:
+    """One subcommand: its positional paths, its own flags, then --force and the engine flags."""
+    p = bsub.add_parser(name, help=summary, description=description)
+    for arg, text in positionals:
+        p.add_argument(arg, type=Path, help=text)
+    for add_flags in flag_groups:
+        add_flags(p)
+    p.add_argument("--force", action="store_true", help=force_help)
+    _engine_flags(p)
+    p.set_defaults(handler=handler)
+
+
 def add_parser(sub) -> None:
     batch = sub.add_parser("batch", help="compress or decompress folders, tile and stitch large images (Dask)",
                            description="Collections: every image under a folder, or a large image as tiles, "
                            "processed by a local Dask cluster, an existing one (--scheduler) or this process "
                            "(--serial). Reruns skip what the manifest shows done. Exit status 1 if any file failed.")
     bsub = batch.add_subparsers(dest="batch_command", metavar="COMMAND", required=True)
-
-    p = bsub.add_parser("compress", help="every image under SRC becomes a .clg file under DST",
-                        description="Compress every image under SRC (recursively) into DST, keeping relative paths; "
-                        "per-file results go to DST/manifest.jsonl.")
-    p.add_argument("src", type=Path, help="folder of images")
-    p.add_argument("dst", type=Path, help="output folder (created)")
-    _codec_flags(p)
-    p.add_argument("--suffixes", default=".png,.jpg,.jpeg,.webp,.bmp,.tif,.tiff",
-                   help="comma-separated input suffixes (default: %(default)s)")
-    p.add_argument("--force", action="store_true", help="replace outputs that exist but are not in the manifest")
-    _engine_flags(p)
-    p.set_defaults(handler=run_batch_compress)
-
-    p = bsub.add_parser("decompress", help="every .clg file under SRC becomes an image under DST",
-                        description="Decode every .clg file under SRC into DST, keeping relative paths.")
-    p.add_argument("src", type=Path, help="folder of .clg files")
-    p.add_argument("dst", type=Path, help="output folder (created)")
-    p.add_argument("--scale", type=positive_int, default=1, help="integer zoom factor (default: 1)")
-    p.add_argument("--format", default="png", choices=("png", "webp", "bmp", "tif"),
-                   help="output image format, lossless (default: %(default)s)")
-    p.add_argument("--max-pixels", type=positive_int, default=None, help="refuse larger outputs (default: 2**26)")
-    p.add_argument("--force", action="store_true", help="replace outputs that exist but are not in the manifest")
-    _engine_flags(p)
-    p.set_defaults(handler=run_batch_decompress)
-
-    p = bsub.add_parser("tile", help="cut a large image into compressed tiles (and mosaic.json)",
-                        description="Cut IMAGE into --tile px tiles, compress them in parallel into DST, and write "
-                        "DST/mosaic.json for `collage batch mosaic`.")
-    p.add_argument("image", type=Path, help="large image (an orthophoto, a 20 MP photo)")
-    p.add_argument("dst", type=Path, help="output folder (created)")
-    p.add_argument("--tile", type=positive_int, default=512, help="tile side in px, a multiple of 32 (default: 512)")
-    _codec_flags(p)
-    p.add_argument("--max-pixels", type=positive_int, default=None,
-                   help="largest input image accepted (default: 2**26 = 67,108,864)")
-    p.add_argument("--force", action="store_true", help="replace tile files that exist but are not in the manifest")
-    _engine_flags(p)
-    p.set_defaults(handler=run_batch_tile)
-
-    p = bsub.add_parser("mosaic", help="decode the tiles of a folder and stitch them into one image",
-                        description="Decode every tile listed in FOLDER/mosaic.json at --scale and stitch them.")
-    p.add_argument("folder", type=Path, help="folder written by `collage batch tile`")
-    p.add_argument("output", type=Path, help="output image (.png recommended)")
-    p.add_argument("--scale", type=positive_int, default=1, help="integer zoom factor (default: 1)")
-    p.add_argument("--max-pixels", type=positive_int, default=None, help="refuse larger outputs (default: 2**26)")
-    p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
-    _engine_flags(p)
-    p.set_defaults(handler=run_batch_mosaic)
+    _command(bsub, "compress", run_batch_compress, "every image under SRC becomes a .clg file under DST",
+             "Compress every image under SRC (recursively) into DST, keeping relative paths; per-file results go "
+             "to DST/manifest.jsonl.",
+             [("src", "folder of images"), ("dst", "output folder (created)")], _REPLACE_UNLISTED,
+             _codec_flags, _suffix_flag)
+    _command(bsub, "decompress", run_batch_decompress, "every .clg file under SRC becomes an image under DST",
+             "Decode every .clg file under SRC into DST, keeping relative paths.",
+             [("src", "folder of .clg files"), ("dst", "output folder (created)")], _REPLACE_UNLISTED,
+             _decode_flags, _format_flag)
+    _command(bsub, "tile", run_batch_tile, "cut a large image into compressed tiles (and mosaic.json)",
+             "Cut IMAGE into --tile px tiles, compress them in parallel into DST, and write DST/mosaic.json for "
+             "`collage batch mosaic`.",
+             [("image", "large image (an orthophoto, a 20 MP photo)"), ("dst", "output folder (created)")],
+             "replace tile files that exist but are not in the manifest", _tile_flags, _codec_flags)
+    _command(bsub, "mosaic", run_batch_mosaic, "decode the tiles of a folder and stitch them into one image",
+             "Decode every tile listed in FOLDER/mosaic.json at --scale and stitch them.",
+             [("folder", "folder written by `collage batch tile`"), ("output", "output image (.png recommended)")],
+             "overwrite OUTPUT if it exists", _decode_flags)
 
 
 def _engine(args):
