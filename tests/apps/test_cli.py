@@ -165,3 +165,16 @@ def test_output_checks_come_before_any_work(small_image, tmp_path, capsys):
     assert "more than the limit of 1,000" in capsys.readouterr().err and not (tmp_path / "o.png").exists()
     assert main(["info", str(packed)]) == 0
     assert "largest scale within the" in capsys.readouterr().out
+
+
+def test_compress_takes_the_fast_search_for_pifs_only(small_image, tmp_path, capsys):
+    packed = tmp_path / "fast.clg"
+    assert main(["compress", str(small_image), str(packed), "--search", "fast"]) == 0
+    out = tmp_path / "fast.png"
+    assert main(["decompress", str(packed), str(out)]) == 0
+    assert float(psnr(load_image(small_image), load_image(out))) > 25
+    capsys.readouterr()
+    assert main(["compress", str(small_image), str(tmp_path / "n.clg"), "--codec", "neural", "--search", "fast"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "collage: error: --search applies to --codec pifs only"
+    assert not (tmp_path / "n.clg").exists()

@@ -98,6 +98,10 @@ def test_rerun_skips_done_files_and_redoes_changed_inputs_and_settings(tmp_path)
     # ... and so is everything after a change of settings.
     other = compress_folder(src, dst, EncodeSettings("pifs", 2), progress=False)
     assert other.done == 3 and read_manifest(dst / MANIFEST_NAME)["img0.png"].settings["quality"] == 2
+    # The search is a setting too (recorded only when given, so older manifests still match).
+    assert "search" not in read_manifest(dst / MANIFEST_NAME)["img0.png"].settings
+    searched = compress_folder(src, dst, EncodeSettings("pifs", 2, search="fast"), progress=False)
+    assert searched.done == 3 and read_manifest(dst / MANIFEST_NAME)["img0.png"].settings["search"] == "fast"
 
 
 def test_an_output_it_did_not_write_is_never_overwritten_without_force(tmp_path):

@@ -32,9 +32,13 @@ class EncodeSettings:
     model: str | None = None
     alpha: str | None = None
     threads: int = 1
+    #: pifs: the domain search (``None``: exhaustive, the codec's default).
+    search: str | None = None
 
     def as_dict(self) -> dict:
-        return {"codec": self.codec, "quality": self.quality, "model": self.model, "alpha": self.alpha}
+        # "search" only when set, so that manifests written before it existed still match.
+        own = {"codec": self.codec, "quality": self.quality, "model": self.model, "alpha": self.alpha}
+        return own if self.search is None else {**own, "search": self.search}
 
 
 @contextmanager
@@ -93,7 +97,7 @@ def compress_job(name: str, settings: EncodeSettings, data: bytes | None = None,
             image = load_image_bytes(data, name, mode="keep", alpha=settings.alpha or "error")
         with _threads(settings.threads):
             t0 = time.perf_counter()
-            out = compress(image, settings.codec, settings.quality, model=settings.model)
+            out = compress(image, settings.codec, settings.quality, model=settings.model, search=settings.search)
             seconds = time.perf_counter() - t0
             value = float(psnr(image, decompress(out)))
         height, width = image.shape[-2:]

@@ -44,12 +44,16 @@ def quality_levels(codec: str, model: str | None = None) -> tuple[int, ...]:
 
 
 def compress(image: torch.Tensor, codec: str = "pifs", quality: int | None = None, progress: bool = False,
-             model: str | None = None) -> bytes:
+             model: str | None = None, search: str | None = None) -> bytes:
     """Compress a float image ``(C, H, W)`` in ``[0, 1]`` to the bytes of a ``.clg`` file.
 
     ``quality`` defaults to the codec's default; ``model`` (neural codec only) picks the trained
     model family: ``photo`` or ``aerial``.
     """
+    if search is not None:
+        if codec != "pifs":
+            raise ConfigurationError("search applies to the pifs codec only")
+        return get_codec(codec).encode(image, quality, model=model, progress=progress, search=search)
     return get_codec(codec).encode(image, quality, model=model, progress=progress)
 
 

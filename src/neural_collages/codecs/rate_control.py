@@ -55,13 +55,18 @@ def budget_bytes(height: int, width: int, bpp: float | None = None, max_bytes: i
 
 
 def compress_to_size(image: torch.Tensor, codec: str, max_bytes: int, model: str | None = None,
-                     progress: bool = False) -> SizedFile:
-    """The best file of ``codec`` for ``image`` with at most ``max_bytes`` bytes (:class:`BudgetError` if none)."""
+                     progress: bool = False, search: str | None = None) -> SizedFile:
+    """The best file of ``codec`` for ``image`` with at most ``max_bytes`` bytes (:class:`BudgetError` if none).
+
+    ``search`` (pifs only): the domain search, ``"exhaustive"`` (default) or ``"fast"``.
+    """
     budget_bytes(1, 1, max_bytes=max_bytes)
     if codec == "pifs":
         if model is not None:
             raise ConfigurationError("model families apply to the neural codec only")
-        return _pifs_to_size(image, max_bytes, progress)
+        return _pifs_to_size(image, max_bytes, progress, search or "exhaustive")
+    if search is not None:
+        raise ConfigurationError("search applies to the pifs codec only")
     chosen = get_codec(codec)
     best, smallest = None, None
     for quality in chosen.qualities(model):
@@ -75,7 +80,7 @@ def compress_to_size(image: torch.Tensor, codec: str, max_bytes: int, model: str
     return best
 
 
-def _pifs_to_size(image: torch.Tensor, max_bytes: int, progress: bool) -> SizedFile:
+def _pifs_to_size(image: torch.Tensor, max_bytes: int, progress: bool, search: str) -> SizedFile:
     from .pifs.analysis import analyse
     from .pifs.codec import encode_analysed
     from .pifs.config import FINE_QUANTISATION_FROM, QUALITY_LAMBDAS, PifsConfig
@@ -87,7 +92,7 @@ def _pifs_to_size(image: torch.Tensor, max_bytes: int, progress: bool) -> SizedF
         family = [q for q in QUALITY_LAMBDAS if (q >= FINE_QUANTISATION_FROM) == fine]
         return PifsConfig(quality=min(family, key=lambda q: abs(math.log(QUALITY_LAMBDAS[q] / lam))))
 
-    analyses = analyse(image, PifsConfig(), progress=None)
+    analyses = analyse(image, PifsConfig(), progress=None, search=search)
     tried: dict[float, bytes] = {}
 
     def trial(lam: float) -> bytes:

@@ -36,6 +36,8 @@ def _codec_flags(p) -> None:
     p.add_argument("--model", choices=MODEL_FAMILIES, default=None, help="neural codec: photo (default) or aerial")
     p.add_argument("--alpha", choices=("composite", "drop"), default=None,
                    help="images with transparency: blend onto white or discard the alpha (default: such images fail)")
+    p.add_argument("--search", choices=("exhaustive", "fast"), default=None,
+                   help="pifs domain search, as for `collage compress` (default: exhaustive)")
 
 
 def _decode_flags(p) -> None:
@@ -122,10 +124,12 @@ def _settings(args):
 
     if args.model is not None and args.codec != "neural":
         raise ConfigurationError("--model applies to --codec neural only")
+    if args.search is not None and args.codec != "pifs":
+        raise ConfigurationError("--search applies to --codec pifs only")
     levels = quality_levels(args.codec, args.model)
     if args.quality is not None and args.quality not in levels:
         raise ConfigurationError(f"--quality must be one of {', '.join(map(str, levels))} for {args.codec}")
-    return EncodeSettings(args.codec, args.quality, args.model, args.alpha, args.threads or 1)
+    return EncodeSettings(args.codec, args.quality, args.model, args.alpha, args.threads or 1, args.search)
 
 
 def _report(summary, verb: str, engine) -> int:

@@ -35,6 +35,9 @@ def add_parsers(sub) -> None:
                         "without this option such images are refused")
     p.add_argument("--model", choices=MODEL_FAMILIES, default=None,
                    help="neural codec: model trained on photos (default) or on aerial imagery")
+    p.add_argument("--search", choices=("exhaustive", "fast"), default=None,
+                   help="pifs domain search: every domain (default), or short lists from an index, linear in "
+                        "the pixel count (photos of several megapixels)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     p.set_defaults(handler=run_compress)
@@ -51,6 +54,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-pixels", type=positive_int, default=None,
                    help="refuse outputs with more pixels, checked before decoding (default: 2**26 = 67,108,864; "
                         "neural_collages.limits.MAX_PIXELS)")
+    p.add_argument("--search", choices=("exhaustive", "fast"), default=None,
+                   help="pifs domain search: every domain (default), or short lists from an index, linear in "
+                        "the pixel count (photos of several megapixels)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     p.set_defaults(handler=run_decompress)
@@ -68,6 +74,8 @@ def run_compress(args) -> int:
     set_threads(args.threads)
     if args.model is not None and args.codec != "neural":
         raise ConfigurationError("--model applies to --codec neural only")
+    if args.search is not None and args.codec != "pifs":
+        raise ConfigurationError("--search applies to --codec pifs only")
     levels = quality_levels(args.codec, args.model)
     if args.quality is not None and args.quality not in levels:
         raise ConfigurationError(f"--quality must be one of {', '.join(map(str, levels))} for {args.codec}")
@@ -84,12 +92,12 @@ def run_compress(args) -> int:
         from ...codecs import budget_bytes, compress_to_size
 
         budget = budget_bytes(H, W, bpp=args.bpp, max_bytes=args.max_bytes)
-        sized = compress_to_size(image, args.codec, budget, model=args.model)
+        sized = compress_to_size(image, args.codec, budget, model=args.model, search=args.search)
         data = sized.data
         lam = f", lambda {sized.lam:.4g}" if sized.lam is not None else ""
         setting = f" (budget {budget} bytes: quality {sized.quality}{lam})"
     else:
-        data = compress(image, args.codec, args.quality, progress=True, model=args.model)
+        data = compress(image, args.codec, args.quality, progress=True, model=args.model, search=args.search)
     elapsed = time.perf_counter() - t0
     atomic_write_bytes(args.output, data, force=args.force)
     note = "" if args.output.suffix == EXTENSION else f" (the usual extension is {EXTENSION})"

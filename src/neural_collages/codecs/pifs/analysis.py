@@ -7,11 +7,13 @@ any quantised scale follows), so a sweep over qualities searches an image once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from ... import limits
 from ...core.quadtree import QuadtreeCollage
+from ...core.fast_search import ShortlistSettings, shortlist_affine_matches
 from ...core.search import Progress, best_affine_matches
 from ...errors import ConfigurationError
 from ...imaging.colour import downsample_2x, rgb_to_ycbcr
@@ -83,36 +85,110 @@ class LevelAnalysis:
         return q.long(), err
 
 
+#: Range searches: every candidate of the plane, or a short list from an index (``--search fast``).
+SEARCHES = ("exhaustive", "fast")
+#: The fast search cuts planes larger than this (per side, px) into range tiles of
+#: ``FAST_TILE`` px that search domains within ``FAST_MARGIN`` px around them, so its cost per
+#: pixel does not grow with the image; a Kodak image (768×512) is one window.
+FAST_WINDOW = 1024
+FAST_TILE = 768
+FAST_MARGIN = 128
+#: How hard the fast search looks in each window.
+FAST_SETTINGS = ShortlistSettings()
+
+
 def analyse_plane(plane: torch.Tensor, qt: QuadtreeCollage, config: PifsConfig,
-                  progress: Progress | None = None) -> list[LevelAnalysis]:
+                  progress: Progress | None = None, search: str = "exhaustive") -> list[LevelAnalysis]:
     """Search every level of the quadtree for one padded plane ``(H, W)`` in 8-bit units."""
+    if search not in SEARCHES:
+        raise ConfigurationError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
+    if search == "exhaustive":
+        return [_analyse_level(plane, op, usable, config, best_affine_matches, progress)
+                for op, usable in zip(qt.operators, usable_levels(plane.shape, config))]
+    match = partial(shortlist_affine_matches, settings=FAST_SETTINGS)
+    H, W = plane.shape
+    if H <= FAST_WINDOW and W <= FAST_WINDOW:
+        return [_analyse_level(plane, op, usable, config, match, progress)
+                for op, usable in zip(qt.operators, usable_levels(plane.shape, config))]
+    return _analyse_windows(plane, qt, config, match, progress)
+
+
+def _analyse_level(plane, op, usable: bool, config: PifsConfig, match, progress, rows=None) -> LevelAnalysis:
+    """One level's blocks (all, or the range ids ``rows``): means, flat errors and best fits."""
     x = plane.reshape(1, 1, *plane.shape)
+    ranges = op.ranges(x)[0, 0]
+    if rows is not None:
+        ranges = ranges[rows]
+    mean = ranges.mean(dim=-1)
+    centred = ranges - mean[:, None]
+    syy = centred.pow(2).sum(-1)
+    R, P = centred.shape
+    scale = torch.zeros(R, dtype=centred.dtype)
+    candidate = torch.zeros(R, dtype=torch.long)
+    sxy = torch.zeros(R, dtype=centred.dtype)
+    sxx = torch.zeros(R, dtype=centred.dtype)
+    active = (syy > config.flat_variance * P).nonzero()[:, 0] if usable else torch.zeros(0, dtype=torch.long)
+    if active.numel():
+        cands = op.candidates(x)[0, 0].detach()
+        idx, s, _ = match(centred[active], cands, config.s_max, progress=progress)
+        chosen = cands[idx]
+        scale[active], candidate[active] = s, idx
+        sxy[active] = (centred[active] * chosen).sum(-1)
+        sxx[active] = chosen.pow(2).sum(-1)
+        del cands, chosen
+    if progress is not None:
+        progress(R - active.numel())
+    return LevelAnalysis(mean, scale, candidate, syy, sxy, sxx, op.num_domains)
+
+
+def _spans(size: int) -> list[tuple[int, int, int, int]]:
+    """Along one side: (range start, range end, window start, window end) per tile."""
+    if size <= FAST_WINDOW:
+        return [(0, size, 0, size)]
+    return [(a, min(a + FAST_TILE, size), max(0, a - FAST_MARGIN), min(size, a + FAST_TILE + FAST_MARGIN))
+            for a in range(0, size, FAST_TILE)]
+
+
+def _analyse_windows(plane, qt: QuadtreeCollage, config: PifsConfig, match, progress) -> list[LevelAnalysis]:
+    """The fast search of a large plane, window by window; candidate numbers are the plane's."""
+    H, W = plane.shape
     usable = usable_levels(plane.shape, config)
     out = []
-    for level, op in enumerate(qt.operators):
-        ranges = op.ranges(x)[0, 0]
-        mean = ranges.mean(dim=-1)
-        centred = ranges - mean[:, None]
-        syy = centred.pow(2).sum(-1)
-        R, P = centred.shape
-        scale = torch.zeros(R, dtype=centred.dtype)
-        candidate = torch.zeros(R, dtype=torch.long)
-        sxy = torch.zeros(R, dtype=centred.dtype)
-        sxx = torch.zeros(R, dtype=centred.dtype)
-        active = (syy > config.flat_variance * P).nonzero()[:, 0] if usable[level] else torch.zeros(0, dtype=torch.long)
-        if active.numel():
-            cands = op.candidates(x)[0, 0].detach()
-            idx, s, _ = best_affine_matches(centred[active], cands, config.s_max, progress=progress)
-            chosen = cands[idx]
-            scale[active], candidate[active] = s, idx
-            sxy[active] = (centred[active] * chosen).sum(-1)
-            sxx[active] = chosen.pow(2).sum(-1)
-            del cands, chosen
-        if progress is not None:
-            progress(R - active.numel())
-        out.append(LevelAnalysis(mean, scale, candidate, syy, sxy, sxx, op.num_domains))
+    for op, n in zip(qt.operators, config.block_sizes):
+        R = (H // n) * (W // n)
+        out.append(LevelAnalysis(torch.zeros(R), torch.zeros(R), torch.zeros(R, dtype=torch.long), torch.zeros(R),
+                                 torch.zeros(R), torch.zeros(R), op.num_domains))
+    windows: dict[tuple[int, int], QuadtreeCollage] = {}
+    for ry0, ry1, wy0, wy1 in _spans(H):
+        for rx0, rx1, wx0, wx1 in _spans(W):
+            size = (wy1 - wy0, wx1 - wx0)
+            local = windows.setdefault(size, QuadtreeCollage(size, config.block_sizes, config.domain_strides))
+            sub = plane[wy0:wy1, wx0:wx1]
+            for level, (op, n) in enumerate(zip(local.operators, config.block_sizes)):
+                cols = size[1] // n
+                ly = torch.arange((ry0 - wy0) // n, (ry1 - wy0) // n)
+                lx = torch.arange((rx0 - wx0) // n, (rx1 - wx0) // n)
+                rows = (ly[:, None] * cols + lx[None, :]).reshape(-1)
+                part = _analyse_level(sub, op, usable[level], config, match, progress, rows)
+                gy = torch.arange(ry0 // n, ry1 // n)
+                gx = torch.arange(rx0 // n, rx1 // n)
+                target = (gy[:, None] * (W // n) + gx[None, :]).reshape(-1)
+                whole = out[level]
+                for name in ("mean", "scale", "syy", "sxy", "sxx"):
+                    getattr(whole, name)[target] = getattr(part, name)
+                whole.candidate[target] = _global_candidates(part.candidate, op, qt.operators[level],
+                                                             (wy0, wx0))
     return out
 
+
+def _global_candidates(local: torch.Tensor, window_op, plane_op, origin: tuple[int, int]) -> torch.Tensor:
+    """Candidate numbers of a window's level operator as numbers of the whole plane's."""
+    isometries = len(plane_op.isometries)
+    lcols, gcols = window_op.lattices[0].grid[1], plane_op.lattices[0].grid[1]
+    sy, sx = plane_op.lattices[0].stride
+    domain, iso = local // isometries, local % isometries
+    i, j = domain // lcols, domain % lcols
+    return ((i + origin[0] // sy) * gcols + (j + origin[1] // sx)) * isometries + iso
 
 
 def image_planes(image: torch.Tensor, layouts: list[PlaneLayout]) -> list[torch.Tensor]:
@@ -141,7 +217,8 @@ def count_blocks(width: int, height: int, channels: int, config: PifsConfig) -> 
     return sum(sum((l.padded[0] // n) * (l.padded[1] // n) for n in config.block_sizes) for l in layouts)
 
 
-def analyse(image: torch.Tensor, config: PifsConfig, progress: Progress | None = None) -> list[list[LevelAnalysis]]:
+def analyse(image: torch.Tensor, config: PifsConfig, progress: Progress | None = None,
+            search: str = "exhaustive") -> list[list[LevelAnalysis]]:
     """The quality-independent part of encoding: the exact search of every plane and level.
 
     :func:`~neural_collages.codecs.pifs.codec.encode_analysed` turns it into a file for any
@@ -159,5 +236,5 @@ def analyse(image: torch.Tensor, config: PifsConfig, progress: Progress | None =
     with torch.no_grad():
         for plane, layout in zip(planes, layouts):
             qt = QuadtreeCollage(layout.padded, config.block_sizes, config.domain_strides)
-            analyses.append(analyse_plane(plane, qt, config, progress=progress))
+            analyses.append(analyse_plane(plane, qt, config, progress=progress, search=search))
     return analyses

@@ -50,14 +50,19 @@ from .rate_distortion import RateModel, decide_quadtree, rates_from_symbols
 __all__ = ["PifsCodec", "PifsConfig", "encode", "encode_analysed", "analyse", "decode", "decode_parts", "MAX_SCALE"]
 
 
-def encode(image: torch.Tensor, config: PifsConfig | None = None, progress: bool = False) -> bytes:
-    """Compress a float image ``(C, H, W)`` in ``[0, 1]`` (C = 1 or 3) to ``.clg`` bytes (``progress``: a tqdm bar)."""
+def encode(image: torch.Tensor, config: PifsConfig | None = None, progress: bool = False,
+           search: str = "exhaustive") -> bytes:
+    """Compress a float image ``(C, H, W)`` in ``[0, 1]`` (C = 1 or 3) to ``.clg`` bytes (``progress``: a tqdm bar).
+
+    ``search``: ``"exhaustive"`` (every domain) or ``"fast"`` (short lists from an index, cost
+    linear in the pixels; see :func:`analyse`). Either way the file is an ordinary file.
+    """
     config = config or PifsConfig()
     if not progress:
-        return encode_analysed(image, analyse(image, config), config)
+        return encode_analysed(image, analyse(image, config, search=search), config)
     total = count_blocks(image.shape[2], image.shape[1], image.shape[0], config) if image.dim() == 3 else None
-    with tqdm(total=total, desc="pifs search", unit="block", leave=False) as bar:
-        analyses = analyse(image, config, progress=bar.update)
+    with tqdm(total=total, desc=f"pifs search ({search})", unit="block", leave=False) as bar:
+        analyses = analyse(image, config, progress=bar.update, search=search)
     return encode_analysed(image, analyses, config)
 
 
@@ -194,9 +199,10 @@ class PifsCodec:
         return tuple(sorted(QUALITY_LAMBDAS))
 
     def encode(self, image: torch.Tensor, quality: int | None = None, *, model: str | None = None,
-               progress: bool = False) -> bytes:
+               progress: bool = False, search: str = "exhaustive") -> bytes:
         self.qualities(model)
-        return encode(image, PifsConfig(quality=DEFAULT_QUALITY if quality is None else quality), progress=progress)
+        return encode(image, PifsConfig(quality=DEFAULT_QUALITY if quality is None else quality), progress=progress,
+                      search=search)
 
     def config_from_params(self, params: dict) -> PifsConfig:
         return PifsConfig.from_params(params)
