@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import sys
+import time
 from pathlib import Path
 
 #: The repository root (the folder holding ``src/`` and ``benchmarks/``).
@@ -62,3 +64,13 @@ def dumps(obj, indent: int = 2) -> str:
         return json.dumps(value, allow_nan=False)
 
     return render(_clean(obj), 0) + "\n"
+
+
+def timed(fn, repeats: int):
+    """``(result, median seconds)`` of ``fn()`` over ``repeats`` calls (the last call's result)."""
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return result, statistics.median(times)

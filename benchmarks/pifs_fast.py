@@ -36,21 +36,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from benchmarks._common import dumps  # noqa: E402
+from benchmarks._common import dumps, timed  # noqa: E402
 
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 LARGE = Path("/usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg")
 QUALITIES = range(1, 9)
 TIMED_QUALITY = 4
-
-
-def _timed(fn, repeats: int):
-    times, result = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
 
 
 def kodak_image(path: Path, repeats: int) -> dict:
@@ -65,7 +56,7 @@ def kodak_image(path: Path, repeats: int) -> dict:
     pixels = image.shape[1] * image.shape[2]
     row = {"image": path.name}
     for search in ("exhaustive", "fast"):
-        seconds, analyses = _timed(lambda: analyse(image, PifsConfig(), search=search), repeats)
+        analyses, seconds = timed(lambda: analyse(image, PifsConfig(), search=search), repeats)
         points = []
         for q in QUALITIES:
             t0 = time.perf_counter()

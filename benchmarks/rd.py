@@ -17,7 +17,6 @@ import argparse
 import os
 import platform
 import shlex
-import statistics
 import sys
 import time
 from datetime import datetime, timezone
@@ -35,7 +34,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks import codecs as registry  # noqa: E402
-from benchmarks._common import DEFAULT_IMAGES, DEFAULT_OUT, DEFAULT_PUBLISHED, ROOT, dumps  # noqa: E402
+from benchmarks._common import DEFAULT_IMAGES, DEFAULT_OUT, DEFAULT_PUBLISHED, ROOT, dumps, timed  # noqa: E402
 from neural_collages.errors import CollageError  # noqa: E402
 from neural_collages.imaging.io import atomic_write_bytes, load_image, to_uint8  # noqa: E402
 from neural_collages.imaging.metrics import ms_ssim, psnr  # noqa: E402
@@ -120,15 +119,6 @@ def _parse_qualities(values: list[str]) -> list:
     return out
 
 
-def _timed(fn, repeats: int):
-    times, result = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return result, statistics.median(times)
-
-
 def _to_chw(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(image).permute(2, 0, 1)
 
@@ -136,7 +126,7 @@ def _to_chw(image: np.ndarray) -> torch.Tensor:
 def measure(codec, quality, image: np.ndarray, repeats: int) -> dict:
     """One image at one quality: rate, distortion and times."""
     H, W = image.shape[:2]
-    data, t_enc = _timed(lambda: codec.encode(image, quality), repeats)
+    data, t_enc = timed(lambda: codec.encode(image, quality), repeats)
     # A codec that reuses work across a sweep reports what a standalone encode would cost.
     reported = getattr(codec, "last_encode_seconds", None)
     if reported is not None:
@@ -144,7 +134,7 @@ def measure(codec, quality, image: np.ndarray, repeats: int) -> dict:
     if not isinstance(data, (bytes, bytearray)):
         raise TypeError(f"{codec.name}.encode returned {type(data).__name__}, not bytes")
     data = bytes(data)
-    decoded, t_dec = _timed(lambda: codec.decode(data), repeats)
+    decoded, t_dec = timed(lambda: codec.decode(data), repeats)
     decoded = registry.check_image(np.asarray(decoded), f"{codec.name}.decode output")
     if decoded.shape != image.shape:
         raise ValueError(f"{codec.name}: decoded shape {decoded.shape} differs from the input's {image.shape}")
