@@ -16,26 +16,17 @@ import json
 import platform
 import statistics
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from benchmarks._common import timed  # noqa: E402
 from neural_collages.codecs import decompress, neural, pifs  # noqa: E402
 from neural_collages.imaging.io import load_image  # noqa: E402
-
-
-def timed(fn, repeats: int):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return out, statistics.median(times)
 
 
 def main(argv=None) -> int:

@@ -171,23 +171,26 @@ def main() -> None:
     if not args.skip_kodak:
         rows = []
         for path in sorted(args.images.glob("*.png"))[: args.limit]:
-            rows.append(kodak_image(path, args.repeats))
-            r = rows[-1]
+            r = kodak_image(path, args.repeats)
+            r["bd_rate_percent"] = _bd(r["exhaustive"]["points"], r["fast"]["points"])
+            rows.append(r)
             print(f"{path.name}: search {r['exhaustive']['search_s']:.2f} s exhaustive, {r['fast']['search_s']:.2f} s "
-                  f"fast; BD-rate fast vs exhaustive {_bd(r['exhaustive']['points'], r['fast']['points']):+.2f} %",
-                  flush=True)
+                  f"fast; BD-rate fast vs exhaustive {r['bd_rate_percent']:+.2f} %", flush=True)
 
         def encode_s(r, search):
             return r[search]["search_s"] + r[search]["points"][TIMED_QUALITY - 1]["coding_s"]
+
+        def median(value) -> float:
+            return statistics.median(value(r) for r in rows)
 
         ex_curve, fast_curve = _mean_curve(rows, "exhaustive"), _mean_curve(rows, "fast")
         result["kodak"] = {
             "images": len(rows),
             "bd_rate_percent": _bd(ex_curve, fast_curve),  # fast against exhaustive, mean curves
-            "median_image_bd_rate_percent": statistics.median(_bd(r["exhaustive"]["points"], r["fast"]["points"]) for r in rows),
-            "median_search_speedup": statistics.median(r["exhaustive"]["search_s"] / r["fast"]["search_s"] for r in rows),
-            "median_encode_speedup_q4": statistics.median(encode_s(r, "exhaustive") / encode_s(r, "fast") for r in rows),
-            "median_encode_s_q4": {s: statistics.median(encode_s(r, s) for r in rows) for s in ("exhaustive", "fast")},
+            "median_image_bd_rate_percent": median(lambda r: r["bd_rate_percent"]),
+            "median_search_speedup": median(lambda r: r["exhaustive"]["search_s"] / r["fast"]["search_s"]),
+            "median_encode_speedup_q4": median(lambda r: encode_s(r, "exhaustive") / encode_s(r, "fast")),
+            "median_encode_s_q4": {s: median(lambda r: encode_s(r, s)) for s in ("exhaustive", "fast")},
             "mean_curves": {"exhaustive": ex_curve, "fast": fast_curve},
             "results": rows,
         }

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigurationError, MissingDependencyError
-from .search import Progress, best_affine_matches
+from .search import Progress, best_affine_matches, clamped_gain
 
 
 @dataclass(frozen=True)
@@ -126,9 +126,7 @@ def shortlist_affine_matches(
         ids = found[r0 : r0 + chunk_rows]
         # c = <y, x̂> and ν = |x|: the fit removes c² unless |s| = |c|/ν is clamped at s_max.
         c = torch.einsum("rp,rkp->rk", ranges[r0 : r0 + chunk_rows], candidates[ids]) * inv_norm[ids]
-        limit = s_max * norm[ids]
-        a = c.abs()
-        g = torch.where(a <= limit, a * a, limit * (2 * a - limit))
+        g = clamped_gain(c.abs(), s_max * norm[ids])
         g = torch.where(valid[r0 : r0 + chunk_rows] & usable[ids], g, torch.full_like(g, -1.0))
         best, col = g.max(dim=1)
         chosen = ids.gather(1, col[:, None])[:, 0]

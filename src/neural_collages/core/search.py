@@ -39,6 +39,14 @@ def _centred(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, (blocks - mean.unsqueeze(-1)).flatten(-2)
 
 
+def clamped_gain(correlation: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
+    """Error removed by the best ``|s| ≤ s_max`` fit: ``c²``, or ``L·(2|c| − L)`` once clamped.
+
+    ``correlation`` is ``|<y, x̂>|`` and ``limit`` is ``L = s_max·|x|``, elementwise.
+    """
+    return torch.where(correlation <= limit, correlation * correlation, limit * (2 * correlation - limit))
+
+
 def _fast_best(y: torch.Tensor, xn_t: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per row of ``y``, the candidate with the largest ``|<y, x̂_d>|``, that signed value, and
     every tile's largest ``|<y, x̂_d>|`` ``(R, tiles)``.
@@ -97,7 +105,7 @@ def _clamped_refine(
         c = y[rows] @ xn_t[:, d0 : d0 + tile]
         a = c.abs()
         limit = s_max * nu_tile
-        gain = torch.where(a <= limit, a * a, limit * (2 * a - limit))
+        gain = clamped_gain(a, limit)
         row_best, col = gain.max(dim=1)
         improved = row_best > best_gain[rows]
         if not bool(improved.any()):

@@ -103,14 +103,13 @@ def analyse_plane(plane: torch.Tensor, qt: QuadtreeCollage, config: PifsConfig,
     if search not in SEARCHES:
         raise ConfigurationError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
     if search == "exhaustive":
-        return [_analyse_level(plane, op, usable, config, best_affine_matches, progress)
-                for op, usable in zip(qt.operators, usable_levels(plane.shape, config))]
-    match = partial(shortlist_affine_matches, settings=FAST_SETTINGS)
-    H, W = plane.shape
-    if H <= FAST_WINDOW and W <= FAST_WINDOW:
-        return [_analyse_level(plane, op, usable, config, match, progress)
-                for op, usable in zip(qt.operators, usable_levels(plane.shape, config))]
-    return _analyse_windows(plane, qt, config, match, progress)
+        match = best_affine_matches
+    else:
+        match = partial(shortlist_affine_matches, settings=FAST_SETTINGS)
+        if max(plane.shape) > FAST_WINDOW:
+            return _analyse_windows(plane, qt, config, match, progress)
+    return [_analyse_level(plane, op, usable, config, match, progress)
+            for op, usable in zip(qt.operators, usable_levels(plane.shape, config))]
 
 
 def _analyse_level(plane, op, usable: bool, config: PifsConfig, match, progress, rows=None) -> LevelAnalysis:
@@ -165,20 +164,21 @@ def _analyse_windows(plane, qt: QuadtreeCollage, config: PifsConfig, match, prog
             local = windows.setdefault(size, QuadtreeCollage(size, config.block_sizes, config.domain_strides))
             sub = plane[wy0:wy1, wx0:wx1]
             for level, (op, n) in enumerate(zip(local.operators, config.block_sizes)):
-                cols = size[1] // n
-                ly = torch.arange((ry0 - wy0) // n, (ry1 - wy0) // n)
-                lx = torch.arange((rx0 - wx0) // n, (rx1 - wx0) // n)
-                rows = (ly[:, None] * cols + lx[None, :]).reshape(-1)
+                rows = _block_ids(ry0 - wy0, ry1 - wy0, rx0 - wx0, rx1 - wx0, n, size[1])
                 part = _analyse_level(sub, op, usable[level], config, match, progress, rows)
-                gy = torch.arange(ry0 // n, ry1 // n)
-                gx = torch.arange(rx0 // n, rx1 // n)
-                target = (gy[:, None] * (W // n) + gx[None, :]).reshape(-1)
+                target = _block_ids(ry0, ry1, rx0, rx1, n, W)
                 whole = out[level]
                 for name in ("mean", "scale", "syy", "sxy", "sxx"):
                     getattr(whole, name)[target] = getattr(part, name)
                 whole.candidate[target] = _global_candidates(part.candidate, op, qt.operators[level],
                                                              (wy0, wx0))
     return out
+
+
+def _block_ids(y0: int, y1: int, x0: int, x1: int, n: int, width: int) -> torch.Tensor:
+    """Raster ids of the ``n``-px blocks in ``[y0, y1) × [x0, x1)`` of an image ``width`` px wide."""
+    rows, cols = torch.arange(y0 // n, y1 // n), torch.arange(x0 // n, x1 // n)
+    return (rows[:, None] * (width // n) + cols[None, :]).reshape(-1)
 
 
 def _global_candidates(local: torch.Tensor, window_op, plane_op, origin: tuple[int, int]) -> torch.Tensor:
