@@ -50,10 +50,13 @@ def jpeg(image: torch.Tensor, quality: int) -> tuple[bytes, torch.Tensor]:
 
 
 def codecs():
+    # Each family exactly, then the default: the aerial flag with the encoder's model choice.
+    for family in ("aerial", "photo"):
+        for q in neural.available_qualities(family):
+            yield (f"neural {family} q{q} exact",
+                   lambda x, q=q, f=family: neural.encode(x, f, q, choose_model=False), decompress)
     for q in neural.available_qualities("aerial"):
-        yield f"neural aerial q{q}", lambda x, q=q: neural.encode(x, "aerial", q), decompress
-    for q in neural.available_qualities("photo"):
-        yield f"neural photo q{q}", lambda x, q=q: neural.encode(x, "photo", q), decompress
+        yield f"neural aerial q{q} chosen", lambda x, q=q: neural.encode(x, "aerial", q), decompress
     for q in (1, 3, 5, 7):
         yield f"pifs q{q}", lambda x, q=q: pifs.encode(x, pifs.PifsConfig(quality=q)), decompress
     for q in (10, 30, 50, 75):

@@ -67,13 +67,16 @@ class PifsSweep:
 
 
 class NeuralBenchmark:
-    """The Neural Collage codec (photo model) for ``benchmarks/``' harness (the ``ImageCodec`` protocol)."""
+    """The Neural Collage codec for ``benchmarks/``' harness (the ``ImageCodec`` protocol), as
+    ``collage compress --codec neural`` runs it: the photo ladder, each image also coded with the
+    nearest aerial model and the cheaper code kept, deblocking chosen per file."""
 
     name = "neural"
     description = (
         "Neural Collage codec (neural_collages): CNN encoder -> dense collage codes on 32-px crops "
         "(local 2:1 domains x 8 isometries + 63 learned aux patches, centred maps), YCbCr 4:2:0, "
-        "DPCM range means, factorized learned prior with integer tables, constriction range coding"
+        "DPCM range means, factorized learned prior with integer tables, constriction range coding; "
+        "per file: deblocking presets and the photo or nearest-lambda aerial model, by RD cost"
     )
 
     def __init__(self, model: str = "photo"):

@@ -178,3 +178,20 @@ def test_compress_takes_the_fast_search_for_pifs_only(small_image, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert err == "collage: error: --search applies to --codec pifs only"
     assert not (tmp_path / "n.clg").exists()
+
+
+def test_compress_names_the_neural_model_it_chose_and_exact_model_keeps_the_flag(small_image, tmp_path, capsys):
+    from neural_collages.coding.container import unpack
+
+    exact = tmp_path / "exact.clg"
+    assert main(["compress", str(small_image), str(exact), "--codec", "neural", "--model", "aerial",
+                 "--quality", "1", "--exact-model"]) == 0
+    assert "(model aerial-q1)" in capsys.readouterr().out
+    assert unpack(exact.read_bytes())[0].params["model"] == "aerial-q1"
+    chosen = tmp_path / "chosen.clg"
+    assert main(["compress", str(small_image), str(chosen), "--codec", "neural", "--model", "aerial",
+                 "--quality", "1"]) == 0
+    assert f"(model {unpack(chosen.read_bytes())[0].params['model']})" in capsys.readouterr().out
+    assert main(["compress", str(small_image), str(tmp_path / "p.clg"), "--exact-model"]) == 2
+    assert capsys.readouterr().err.strip() == "collage: error: --exact-model applies to --codec neural only"
+    assert not (tmp_path / "p.clg").exists()

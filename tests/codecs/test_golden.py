@@ -71,17 +71,26 @@ def test_encoding_the_sample_writes_the_recorded_bytes(sample, name):
     assert _sha256(data) == DIGESTS[name]["file"], f"{name}: the encoder's output drifted"
 
 
-OLD_PIFS = GOLDEN / "pifs-v1"
-OLD_DIGESTS = json.loads((OLD_PIFS / "digests.json").read_text())
+# Files of earlier payload versions (written before deblocking): (folder, version key) per codec.
+OLD_VERSIONS = {"pifs-v1": "v", "neural-v1": "payload_version"}
+OLD_CASES = [(folder, name) for folder in OLD_VERSIONS
+             for name in sorted(json.loads((GOLDEN / folder / "digests.json").read_text()))]
 
 
-@pytest.mark.parametrize("name", sorted(OLD_DIGESTS))
-def test_pifs_version_1_files_still_decode_to_their_recorded_pixels(name):
-    """Written before deblocking (payload version 2): they name no filter and decode as they always did."""
-    data = (OLD_PIFS / f"{name}.clg").read_bytes()
-    assert _sha256(data) == OLD_DIGESTS[name]["file"]
+@pytest.mark.parametrize("folder,name", OLD_CASES)
+def test_version_1_files_still_decode_to_their_recorded_pixels(folder, name):
+    """They name no filter and decode exactly as they always did."""
+    digests = json.loads((GOLDEN / folder / "digests.json").read_text())[name]
+    data = (GOLDEN / folder / f"{name}.clg").read_bytes()
+    assert _sha256(data) == digests["file"]
     header, _ = unpack(data)
-    assert header.params["v"] == 1 and "deblock" not in header.params
+    assert header.params[OLD_VERSIONS[folder]] == 1 and "deblock" not in header.params
     for scale in (1, 2):
         pixels = to_uint8(codecs.decompress(data, scale)).numpy().tobytes()
-        assert _sha256(pixels) == OLD_DIGESTS[name][f"pixels_x{scale}"], f"{name} at {scale}x"
+        assert _sha256(pixels) == digests[f"pixels_x{scale}"], f"{folder}/{name} at {scale}x"
+
+
+def test_current_neural_files_name_their_deblocking():
+    params = [unpack((GOLDEN / f"{name}.clg").read_bytes())[0].params for name in DIGESTS if name.startswith("neural")]
+    assert all(p["payload_version"] == 2 and len(p["deblock"]) == 2 for p in params)
+    assert any(p["deblock"] != [0, 0] for p in params)

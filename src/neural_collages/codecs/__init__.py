@@ -12,7 +12,8 @@ import torch
 from ..coding.container import unpack
 from ..errors import ConfigurationError
 from . import fractal_art, neural, pifs
-from .base import MAX_SCALE, Codec, check_decode_scale, decoder_for, get_codec, register, registered, to_8bit_levels
+from .base import (MAX_SCALE, Codec, check_decode_scale, codec_options, decoder_for, get_codec, register, registered,
+                   to_8bit_levels)
 from .files import read_container, write_container
 from .rate_control import SizedFile, budget_bytes, compress_to_size
 
@@ -44,17 +45,16 @@ def quality_levels(codec: str, model: str | None = None) -> tuple[int, ...]:
 
 
 def compress(image: torch.Tensor, codec: str = "pifs", quality: int | None = None, progress: bool = False,
-             model: str | None = None, search: str | None = None) -> bytes:
+             model: str | None = None, search: str | None = None, exact_model: bool = False) -> bytes:
     """Compress a float image ``(C, H, W)`` in ``[0, 1]`` to the bytes of a ``.clg`` file.
 
-    ``quality`` defaults to the codec's default; ``model`` (neural codec only) picks the trained
-    model family: ``photo`` or ``aerial``.
+    ``quality`` defaults to the codec's default; ``model`` (neural codec only) names the model
+    family whose quality ladder (rate–distortion trade-off) applies: ``photo`` or ``aerial``. The
+    neural encoder also tries the other families' nearest models and keeps the cheaper code in
+    rate–distortion cost, unless ``exact_model``.
     """
-    if search is not None:
-        if codec != "pifs":
-            raise ConfigurationError("search applies to the pifs codec only")
-        return get_codec(codec).encode(image, quality, model=model, progress=progress, search=search)
-    return get_codec(codec).encode(image, quality, model=model, progress=progress)
+    return get_codec(codec).encode(image, quality, model=model, progress=progress,
+                                   **codec_options(codec, search, exact_model))
 
 
 def decompress(data: bytes, scale: int = 1, return_trajectory: bool = False, max_pixels: int | None = None):

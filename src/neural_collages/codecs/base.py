@@ -116,3 +116,17 @@ def to_8bit_levels(x255: torch.Tensor, gain: float | None = None) -> torch.Tenso
     for a in range(0, rows, band):
         out[..., a : a + band, :] = convert(x255[..., a : a + band, :])
     return out
+
+
+def codec_options(codec: str, search: str | None, exact_model: bool) -> dict:
+    """The codec-specific encode options, refused for the codecs they do not apply to."""
+    options = {}
+    if search is not None:
+        if codec != "pifs":
+            raise ConfigurationError("search applies to the pifs codec only")
+        options["search"] = search
+    if exact_model:
+        if codec != "neural":
+            raise ConfigurationError("exact_model applies to the neural codec only")
+        options["exact_model"] = True
+    return options

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import BudgetError, ConfigurationError
-from .base import get_codec
+from .base import codec_options, get_codec
 
 #: Bisection steps on log λ (each one an RD pass and an entropy coding, ~0.5 s for a Kodak image).
 LAMBDA_STEPS = 12
@@ -55,22 +55,22 @@ def budget_bytes(height: int, width: int, bpp: float | None = None, max_bytes: i
 
 
 def compress_to_size(image: torch.Tensor, codec: str, max_bytes: int, model: str | None = None,
-                     progress: bool = False, search: str | None = None) -> SizedFile:
+                     progress: bool = False, search: str | None = None, exact_model: bool = False) -> SizedFile:
     """The best file of ``codec`` for ``image`` with at most ``max_bytes`` bytes (:class:`BudgetError` if none).
 
-    ``search`` (pifs only): the domain search, ``"exhaustive"`` (default) or ``"fast"``.
+    ``search`` (pifs only): the domain search, ``"exhaustive"`` (default) or ``"fast"``;
+    ``exact_model`` (neural only): no rate–distortion choice among model families.
     """
     budget_bytes(1, 1, max_bytes=max_bytes)
     if codec == "pifs":
         if model is not None:
             raise ConfigurationError("model families apply to the neural codec only")
         return _pifs_to_size(image, max_bytes, progress, search or "exhaustive")
-    if search is not None:
-        raise ConfigurationError("search applies to the pifs codec only")
+    options = codec_options(codec, search, exact_model)
     chosen = get_codec(codec)
     best, smallest = None, None
     for quality in chosen.qualities(model):
-        data = chosen.encode(image, quality, model=model)
+        data = chosen.encode(image, quality, model=model, **options)
         smallest = len(data) if smallest is None else min(smallest, len(data))
         if len(data) <= max_bytes and (best is None or len(data) > best.size):
             best = SizedFile(data, max_bytes, quality)

@@ -34,11 +34,7 @@ def border_masks(leaves: Iterable[tuple[int, int, int]], size: tuple[int, int], 
     ``(H/cell, W/cell)``, true where a block border runs along the left side of a unit, and
     ``horizontal`` likewise along its top. The image's own edges are not borders.
     """
-    H, W = size
-    if H % cell or W % cell:
-        raise ConfigurationError(f"a {W}x{H} image is not made of {cell}-px units")
-    vertical = torch.zeros(H // cell, W // cell, dtype=torch.bool)
-    horizontal = torch.zeros(H // cell, W // cell, dtype=torch.bool)
+    vertical, horizontal = _empty_masks(size, cell)
     for y, x, n in leaves:
         r0, r1, c0, c1 = y // cell, (y + n) // cell, x // cell, (x + n) // cell
         vertical[r0:r1, c0] = True
@@ -46,6 +42,22 @@ def border_masks(leaves: Iterable[tuple[int, int, int]], size: tuple[int, int], 
     vertical[:, 0] = False
     horizontal[0, :] = False
     return vertical, horizontal
+
+
+def grid_masks(size: tuple[int, int], cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`border_masks` of the regular grid of ``cell``-px blocks (no loop over the blocks)."""
+    vertical, horizontal = _empty_masks(size, cell)
+    vertical[:, 1:] = True
+    horizontal[1:, :] = True
+    return vertical, horizontal
+
+
+def _empty_masks(size: tuple[int, int], cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+    H, W = size
+    if H % cell or W % cell:
+        raise ConfigurationError(f"a {W}x{H} image is not made of {cell}-px units")
+    shape = (H // cell, W // cell)
+    return torch.zeros(shape, dtype=torch.bool), torch.zeros(shape, dtype=torch.bool)
 
 
 def _filter_columns(z: torch.Tensor, borders: torch.Tensor, cell: int, width: int, alpha: float,
@@ -85,12 +97,19 @@ def deblock(plane: torch.Tensor, leaves: Iterable[tuple[int, int, int]], scale: 
     1, at most ``cell / 2``), ``alpha`` in ``[0, 1]`` and ``threshold`` (plane units) set the filter.
     A new tensor, or ``plane`` itself with ``in_place`` (a large decode needs no second copy).
     """
+    sH, sW = plane.shape
+    masks = border_masks(leaves, (sH // scale, sW // scale), cell)
+    return deblock_borders(plane, masks, scale, cell, width, alpha, threshold, in_place)
+
+
+def deblock_borders(plane: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor], scale: int, cell: int,
+                    width: int, alpha: float, threshold: float, in_place: bool = False) -> torch.Tensor:
+    """:func:`deblock` with the borders given as ``(vertical, horizontal)`` masks (:func:`border_masks`)."""
     if not 1 <= width <= cell // 2:
         raise ConfigurationError(f"width must lie in [1, {cell // 2}], got {width}")
     if not 0 <= alpha <= 1 or not threshold >= 0:
         raise ConfigurationError(f"alpha must lie in [0, 1] and threshold be >= 0, got {alpha} and {threshold}")
-    sH, sW = plane.shape
-    vertical, horizontal = border_masks(leaves, (sH // scale, sW // scale), cell)
+    vertical, horizontal = masks
     z = plane if in_place else plane.clone()
     _filter_columns(z, vertical, cell * scale, width * scale, alpha, threshold, scale)
     _filter_columns(z.T, horizontal.T, cell * scale, width * scale, alpha, threshold, scale)

@@ -34,7 +34,10 @@ def add_parsers(sub) -> None:
                    help="an image with transparency: blend it onto white (composite) or discard the alpha (drop); "
                         "without this option such images are refused")
     p.add_argument("--model", choices=MODEL_FAMILIES, default=None,
-                   help="neural codec: model trained on photos (default) or on aerial imagery")
+                   help="neural codec: the quality ladder of the models trained on photos (default) or on aerial "
+                        "imagery; the other family's nearest model is tried too and the cheaper code kept")
+    p.add_argument("--exact-model", action="store_true",
+                   help="neural codec: use exactly the --model family, without trying the others")
     p.add_argument("--search", choices=("exhaustive", "fast"), default=None,
                    help="pifs domain search: every domain (default), or short lists from an index, linear in "
                         "the pixel count (photos of several megapixels)")
@@ -54,9 +57,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-pixels", type=positive_int, default=None,
                    help="refuse outputs with more pixels, checked before decoding (default: 2**26 = 67,108,864; "
                         "neural_collages.limits.MAX_PIXELS)")
-    p.add_argument("--search", choices=("exhaustive", "fast"), default=None,
-                   help="pifs domain search: every domain (default), or short lists from an index, linear in "
-                        "the pixel count (photos of several megapixels)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     p.set_defaults(handler=run_decompress)
@@ -76,6 +76,8 @@ def run_compress(args) -> int:
         raise ConfigurationError("--model applies to --codec neural only")
     if args.search is not None and args.codec != "pifs":
         raise ConfigurationError("--search applies to --codec pifs only")
+    if args.exact_model and args.codec != "neural":
+        raise ConfigurationError("--exact-model applies to --codec neural only")
     levels = quality_levels(args.codec, args.model)
     if args.quality is not None and args.quality not in levels:
         raise ConfigurationError(f"--quality must be one of {', '.join(map(str, levels))} for {args.codec}")
@@ -92,14 +94,20 @@ def run_compress(args) -> int:
         from ...codecs import budget_bytes, compress_to_size
 
         budget = budget_bytes(H, W, bpp=args.bpp, max_bytes=args.max_bytes)
-        sized = compress_to_size(image, args.codec, budget, model=args.model, search=args.search)
+        sized = compress_to_size(image, args.codec, budget, model=args.model, search=args.search,
+                                 exact_model=args.exact_model)
         data = sized.data
         lam = f", lambda {sized.lam:.4g}" if sized.lam is not None else ""
         setting = f" (budget {budget} bytes: quality {sized.quality}{lam})"
     else:
-        data = compress(image, args.codec, args.quality, progress=True, model=args.model, search=args.search)
+        data = compress(image, args.codec, args.quality, progress=True, model=args.model, search=args.search,
+                        exact_model=args.exact_model)
     elapsed = time.perf_counter() - t0
     atomic_write_bytes(args.output, data, force=args.force)
+    if args.codec == "neural":
+        from ...coding.container import unpack
+
+        setting += f" (model {unpack(data)[0].params['model']})"
     note = "" if args.output.suffix == EXTENSION else f" (the usual extension is {EXTENSION})"
     print(f"{args.input} -> {args.output}{note}: {len(data)} bytes, {8 * len(data) / (H * W):.4f} bpp{setting}, "
           f"{elapsed:.2f} s")

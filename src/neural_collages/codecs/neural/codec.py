@@ -13,13 +13,16 @@ Encoding:
    bit-exactly on every machine (payload layout: ``bitstream.py``).
 
 The file is the shared ``.clg`` container; its params name the model and hold a digest of the
-model's tables and patches, so a file is never decoded with weights other than its own.
-Decoding rebuilds the dense codes and iterates the collage operators to their fixed point at any
-integer scale. Registered as ``"neural"``.
+model's tables and patches, so a file is never decoded with weights other than its own, and
+(from payload version 2) the deblocking presets the encoder chose (``deblocking.py``).
+Decoding rebuilds the dense codes, iterates the collage operators to their fixed point at any
+integer scale and smooths the range borders. Version 1 files name no filter and decode exactly
+as before. Registered as ``"neural"``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +34,7 @@ from ...errors import ConfigurationError, FormatError
 from ...imaging.colour import planes_to_rgb_in_strips, ycbcr_to_rgb
 from ...imaging.tensors import pad_to_multiple
 from ...models.neural_collage import RANGE
-from ...models.zoo import DEFAULT_FAMILY, MODEL_NAME, available_qualities, model_name
+from ...models.zoo import DEFAULT_FAMILY, FAMILIES, MODEL_NAME, available_qualities, model_name
 from ..base import check_decode_scale, register, to_8bit_levels
 from .bitstream import (
     IntegerCode,
@@ -45,9 +48,13 @@ from .bitstream import (
     mean_sequence,
     split_payload,
 )
+from . import deblocking
 from .models import LoadedModel, load_named_model
 
-PAYLOAD_VERSION = 1
+#: Version 2 adds the ``deblock`` param; version 1 files (no filter) still decode, unchanged.
+PAYLOAD_VERSION = 2
+PARAM_KEYS = {1: {"payload_version", "model", "model_digest"},
+              2: {"payload_version", "model", "model_digest", "deblock"}}
 DEFAULT_QUALITY = 2
 
 
@@ -90,42 +97,128 @@ def _check_image(image) -> None:
         raise ConfigurationError(f"image of {W}x{H} exceeds the pixel limit")
 
 
-def encode(image: torch.Tensor, model: str = DEFAULT_FAMILY, quality: int = DEFAULT_QUALITY) -> bytes:
-    """Compress a float image ``(C, H, W)`` in ``[0, 1]`` (C = 1 or 3) with the shipped ``model`` at ``quality``."""
-    _check_image(image)
-    C, H, W = image.shape
-    loaded = load_named_model(model_name(model, quality))
-    code = analyse(image.float(), loaded)
+@dataclass
+class Candidate:
+    """One model's code of an image, with what the rate–distortion choice needs."""
+
+    loaded: LoadedModel
+    code: IntegerCode
+    deblock: tuple[int, int]  # the presets the file will name
+    bits: float  # ideal code length of the payload under the model's tables
+    squared_error: float  # of the 8-bit RGB 1x decode, summed over pixels and channels
+
+
+def candidate_models(family: str, quality: int) -> list[str]:
+    """``family``'s model at ``quality``, then each other family's model nearest to it in λ
+    (the rate–distortion trade-off it was trained for), the models the encoder chooses among."""
+    first = model_name(family, quality)
+    lam = load_named_model(first).model.config.lam
+    names = [first]
+    for other in FAMILIES:
+        qualities = available_qualities(other)
+        if other != family and qualities:
+            names.append(min((model_name(other, q) for q in qualities),
+                             key=lambda n: abs(math.log(load_named_model(n).model.config.lam / lam))))
+    return names
+
+
+def code_candidate(image: torch.Tensor, loaded: LoadedModel, deblock: bool = True) -> Candidate:
+    """``image``'s code under ``loaded``, its deblocking choice, its size and its 1x error."""
+    code = analyse(image, loaded)
+    presets, error = choose_deblocking(image, loaded, code, search=deblock)
+    return Candidate(loaded, code, presets, code_bits(loaded, code), error)
+
+
+def write_candidate(candidate: Candidate, image_shape) -> bytes:
+    """The ``.clg`` file of a coded candidate."""
+    C, H, W = image_shape
+    loaded, code = candidate.loaded, candidate.code
     values, tables = coefficient_sequence(loaded.model, *coefficient_grids(loaded.model, code.coefs, code.grid))
     coef_bytes = table_coding.encode_in_order(values, tables, loaded.coef_tables)
     mean_bytes = table_coding.encode_in_order(*mean_sequence(loaded.model, code.mean_y, code.mean_c), loaded.mean_tables)
-    params = {"payload_version": PAYLOAD_VERSION, "model": loaded.name, "model_digest": loaded.digest}
+    params = {"payload_version": PAYLOAD_VERSION, "model": loaded.name, "model_digest": loaded.digest,
+              "deblock": list(candidate.deblock)}
     return pack(ContainerHeader("neural", W, H, C, params), join_payload(coef_bytes, mean_bytes))
 
 
-def estimate_bits(image: torch.Tensor, model: str = DEFAULT_FAMILY, quality: int = DEFAULT_QUALITY) -> float:
-    """Ideal code length (bits) of the payload's symbols under the model's integer tables."""
+def encode(image: torch.Tensor, model: str = DEFAULT_FAMILY, quality: int = DEFAULT_QUALITY,
+           deblock: bool = True, choose_model: bool = True) -> bytes:
+    """Compress a float image ``(C, H, W)`` in ``[0, 1]`` (C = 1 or 3) with the shipped ``model`` at ``quality``.
+
+    With ``choose_model`` the image is also coded with each other family's model nearest in λ
+    (:func:`candidate_models`) and the file keeps the code of least rate–distortion cost
+    ``bpp + λ·MSE`` at the named model's λ (ties keep the named model; the file names its model),
+    so no family flag gives a costlier file than another family would. With ``deblock`` the
+    file names the deblocking presets that decode it best at 1× (:func:`choose_deblocking`).
+    """
     _check_image(image)
-    loaded = load_named_model(model_name(model, quality))
-    code = analyse(image.float(), loaded)
+    image = image.float()
+    names = candidate_models(model, quality) if choose_model else [model_name(model, quality)]
+    lam = load_named_model(names[0]).model.config.lam
+    samples = image.numel()
+
+    def cost(c: Candidate) -> float:
+        return c.bits / (samples / image.shape[0]) + lam * c.squared_error / samples
+
+    best = min((code_candidate(image, load_named_model(n), deblock) for n in names), key=cost)
+    return write_candidate(best, image.shape)
+
+
+def choose_deblocking(image: torch.Tensor, loaded: LoadedModel, code: IntegerCode,
+                      search: bool = True) -> tuple[tuple[int, int], float]:
+    """The deblocking presets ``(luma, chroma)`` whose 1× decode of ``code`` is closest to ``image``
+    (``(0, 0)`` without ``search``), and the squared 8-bit RGB error of that decode."""
+    model = loaded.model
+    C, H, W = image.shape
+    rgb = image.expand(3, -1, -1) if C == 1 else image
+    padded, _ = pad_to_multiple(rgb.unsqueeze(0), model.config.crop, mode="replicate")
+    code_y, code_c = dense_codes(loaded, code)
+    with torch.no_grad():
+        ycc, _, _ = model.planes(padded)
+        ((luma, chroma),) = model.synthesize_planes(code_y, code_c, 1, code.grid)
+    target = to_8bit_levels(image, 255.0)
+
+    def rgb_error(y, c):
+        decoded = to_8bit_levels(model.planes_to_rgb(y[None], c[None])[0, :C, :H, :W], 255.0)
+        return float((decoded - target).double().pow(2).sum()) * 255.0**2
+
+    if not search:
+        return deblocking.OFF, rgb_error(luma[0], chroma[0])
+    return deblocking.choose(luma[0], chroma[0], ycc[0, :1], ycc[0, 1:], (H, W), model.upsample_chroma, rgb_error)
+
+
+def code_bits(loaded: LoadedModel, code: IntegerCode) -> float:
+    """Ideal code length (bits) of an integer code's symbols under the model's integer tables."""
     values, tables = coefficient_sequence(loaded.model, *coefficient_grids(loaded.model, code.coefs, code.grid))
     means = mean_sequence(loaded.model, code.mean_y, code.mean_c)
     return loaded.coef_tables.bits(values, tables) + loaded.mean_tables.bits(*means)
 
 
+def estimate_bits(image: torch.Tensor, model: str = DEFAULT_FAMILY, quality: int = DEFAULT_QUALITY) -> float:
+    """Ideal code length (bits) of the payload's symbols under the named model's integer tables."""
+    _check_image(image)
+    loaded = load_named_model(model_name(model, quality))
+    return code_bits(loaded, analyse(image.float(), loaded))
+
+
 # ----------------------------------------------------------------------------- decoder
 def config_from_params(params: dict) -> dict:
-    """Validate a file's params (``FormatError`` on anything unexpected)."""
-    if set(params) != {"payload_version", "model", "model_digest"}:
-        raise FormatError(f"neural file params must be payload_version, model, model_digest; got {sorted(params)}")
-    if type(params["payload_version"]) is not int or params["payload_version"] != PAYLOAD_VERSION:
-        raise FormatError(f"unsupported neural payload version {params['payload_version']!r}")
+    """Validate a file's params (``FormatError`` on anything unexpected); ``deblock`` becomes a
+    pair of presets (``(0, 0)`` for version 1 files)."""
+    version = params.get("payload_version")
+    if type(version) is not int or version not in PARAM_KEYS:
+        raise FormatError(f"unsupported neural payload version {version!r}")
+    if set(params) != PARAM_KEYS[version]:
+        raise FormatError(f"neural version {version} file params must be {', '.join(sorted(PARAM_KEYS[version]))}; "
+                          f"got {sorted(params)}")
     name = params["model"]
     if not isinstance(name, str) or not MODEL_NAME.match(name):
         raise FormatError(f"unknown neural model {name!r}")
     if not isinstance(params["model_digest"], str):
         raise FormatError("bad model digest")
-    return dict(params)
+    config = dict(params)
+    config["deblock"] = deblocking.check_presets(params["deblock"]) if version >= 2 else deblocking.OFF
+    return config
 
 
 def decode_code(header: ContainerHeader, payload: bytes, params: dict) -> DecodedCode:
@@ -174,16 +267,24 @@ def dense_codes(loaded: LoadedModel, code: IntegerCode):
         return model.codes(q_y, q_c, my, mc)
 
 
-def reconstruct(loaded: LoadedModel, code: IntegerCode, scale: int = 1, return_trajectory: bool = False):
+def reconstruct(loaded: LoadedModel, code: IntegerCode, scale: int = 1, return_trajectory: bool = False,
+                deblock: tuple[int, int] = deblocking.OFF):
     """Decode an integer code to the padded RGB image ``(1, 3, s·rows·crop, s·cols·crop)`` in [0, 1].
 
-    Returns ``(image, frames)``; ``frames`` (the iterates) is ``None`` unless ``return_trajectory``.
+    ``deblock`` are the file's presets (every iterate is filtered). Returns ``(image, frames)``;
+    ``frames`` (the iterates) is ``None`` unless ``return_trajectory``.
     """
+    model = loaded.model
     code_y, code_c = dense_codes(loaded, code)
     with torch.no_grad():
-        if return_trajectory:
-            return loaded.model.synthesize(code_y, code_c, 1, code.grid, scale=scale, trajectory=True)
-        return loaded.model.synthesize(code_y, code_c, 1, code.grid, scale=scale), None
+        planes = model.synthesize_planes(code_y, code_c, 1, code.grid, scale=scale, trajectory=return_trajectory)
+        frames = []
+        for luma, chroma in planes:
+            if deblock != deblocking.OFF:
+                y, c = deblocking.apply(luma[0], chroma[0], deblock, scale, in_place=True)
+                luma, chroma = y[None], c[None]
+            frames.append(model.planes_to_rgb(luma, chroma))
+    return (frames[-1], frames) if return_trajectory else (frames[-1], None)
 
 
 #: Outputs up to this many pixels are decoded in one batch of crops (as the golden files were);
@@ -201,12 +302,14 @@ def _rgb_levels(ycc: torch.Tensor) -> torch.Tensor:
     return to_8bit_levels(ycbcr_to_rgb(ycc * 255.0) * (1 / 255.0) * 255)
 
 
-def _decode_in_bands(loaded: LoadedModel, code: IntegerCode, header: ContainerHeader, scale: int) -> torch.Tensor:
-    """A large decode: planes band by band (``decode_planes``), then colour in strips."""
+def _decode_in_bands(loaded: LoadedModel, code: IntegerCode, header: ContainerHeader, scale: int,
+                     deblock: tuple[int, int]) -> torch.Tensor:
+    """A large decode: planes band by band (``decode_planes``), deblocked in place, then colour in strips."""
     model = loaded.model
     code_y, code_c = dense_codes(loaded, code)
     with torch.no_grad():
         luma, chroma = model.decode_planes(code_y, code_c, code.grid, scale, budget=BAND_BUDGET)
+        luma, chroma = deblocking.apply(luma, chroma, deblock, scale, in_place=True)
         rgb = planes_to_rgb_in_strips(luma[0], chroma, (scale * header.height, scale * header.width), _rgb_levels,
                                       factor=model.chroma_factor, strip_rows=STRIP_ROWS)
     return rgb[:1].clone() if header.channels == 1 else rgb
@@ -219,9 +322,10 @@ def decode_parts(header: ContainerHeader, payload: bytes, params: dict, scale: i
     if header.channels not in (1, 3):
         raise FormatError(f"neural files hold 1 or 3 channels, not {header.channels}")
     decoded = decode_code(header, payload, params)
+    deblock = params.get("deblock", deblocking.OFF)
     if not return_trajectory and scale * scale * header.width * header.height > WHOLE_DECODE_PIXELS:
-        return _decode_in_bands(decoded.loaded, decoded.code, header, scale)
-    image, frames = reconstruct(decoded.loaded, decoded.code, scale, return_trajectory)
+        return _decode_in_bands(decoded.loaded, decoded.code, header, scale, deblock)
+    image, frames = reconstruct(decoded.loaded, decoded.code, scale, return_trajectory, deblock)
 
     def finish(x):
         x = x[0, :, : scale * header.height, : scale * header.width]
@@ -251,14 +355,14 @@ class NeuralCodec:
         return available_qualities(model or DEFAULT_FAMILY)
 
     def encode(self, image: torch.Tensor, quality: int | None = None, *, model: str | None = None,
-               progress: bool = False) -> bytes:
+               progress: bool = False, exact_model: bool = False) -> bytes:
         family = model or DEFAULT_FAMILY
         levels = self.qualities(family)
         if not levels:
             raise ConfigurationError(f"no {family} models are shipped with this build")
         if quality is None:
             quality = DEFAULT_QUALITY if DEFAULT_QUALITY in levels else levels[0]
-        return encode(image, family, quality)
+        return encode(image, family, quality, choose_model=not exact_model)
 
     def config_from_params(self, params: dict) -> dict:
         return config_from_params(params)

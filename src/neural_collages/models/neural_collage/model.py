@@ -227,6 +227,15 @@ class NeuralCollageCodec(nn.Module):
         detail has to converge. With ``trajectory`` returns ``(image, frames)``, the RGB images
         after 0, 1, … steps.
         """
+        frames = [self.planes_to_rgb(luma, chroma) for luma, chroma in
+                  self.synthesize_planes(code_y, code_c, batch, grid, scale, steps, tol, max_steps, trajectory)]
+        return (frames[-1], frames) if trajectory else frames[-1]
+
+    def synthesize_planes(self, code_y, code_c, batch: int, grid: tuple[int, int], scale: int = 1,
+                          steps: int | None = None, tol: float = 1e-5, max_steps: int = 60,
+                          trajectory: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`synthesize` before colour: ``(luma (B, 1, sH, sW), chroma (B, 2, sh, sw))`` per frame
+        (the fixed point only, unless ``trajectory``)."""
         paths = []
         for op, code in ((self.luma_op, code_y), (self.chroma_op, code_c)):
             P = (scale * RANGE) ** 2
@@ -239,12 +248,16 @@ class NeuralCollageCodec(nn.Module):
                                      return_trajectory=trajectory, check_contraction=False)
             paths.append(stats.trajectory if trajectory else [z])
         n = max(len(p) for p in paths)
-        frames = []
-        for i in range(n):
-            luma, chroma = (from_crops(p[min(i, len(p) - 1)], batch, grid) for p in paths)
-            ycc = torch.cat([luma, upsample_2x(chroma) if self.chroma_factor == 2 else chroma], 1)
-            frames.append(ycbcr_to_rgb(ycc * 255.0) * (1 / 255.0))
-        return (frames[-1], frames) if trajectory else frames[-1]
+        return [tuple(from_crops(p[min(i, len(p) - 1)], batch, grid) for p in paths) for i in range(n)]
+
+    def planes_to_rgb(self, luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+        """RGB ``(B, 3, H, W)`` in [0, 1] of decoded luma ``(B, 1, H, W)`` and chroma planes."""
+        ycc = torch.cat([luma, self.upsample_chroma(chroma)], 1)
+        return ycbcr_to_rgb(ycc * 255.0) * (1 / 255.0)
+
+    def upsample_chroma(self, chroma: torch.Tensor) -> torch.Tensor:
+        """Chroma ``(B, 2, h, w)`` at luma resolution, as :meth:`planes_to_rgb` interpolates it."""
+        return upsample_2x(chroma) if self.chroma_factor == 2 else chroma
 
     def decode_planes(self, code_y, code_c, grid: tuple[int, int], scale: int = 1, tol: float = 1e-5,
                       max_steps: int = 60, budget: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
