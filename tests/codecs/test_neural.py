@@ -223,7 +223,9 @@ def test_round_trip_with_and_without_context_models(photo, tmp_path, monkeypatch
     assert torch.equal(decoded.coefs, code.coefs) and (code.coefs != 0).any()
     np.testing.assert_array_equal(decoded.mean_y, code.mean_y)
     np.testing.assert_array_equal(decoded.mean_c, code.mean_c)
-    assert abs(len(payload) - neural.estimate_bits(photo, "photo", 1) / 8) < 0.02 * len(payload) + 24
+    # Never much above the ideal length; it may be below: this untrained model's probabilities of a
+    # range ending early fall under the range coder's 2**-24 floor, which the data then benefit from.
+    assert len(payload) < 1.02 * neural.estimate_bits(photo, "photo", 1) / 8 + 24
 
 
 @pytest.mark.parametrize("budget", [1, 40_000])  # one crop row per band; a few rows per band

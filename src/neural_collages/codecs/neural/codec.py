@@ -16,8 +16,8 @@ The file is the shared ``.clg`` container; its params name the model and hold a 
 model's tables and patches, so a file is never decoded with weights other than its own, and
 (from payload version 2) the deblocking presets the encoder chose (``deblocking.py``).
 Decoding rebuilds the dense codes, iterates the collage operators to their fixed point at any
-integer scale and smooths the range borders. Version 1 files name no filter and decode exactly
-as before. Registered as ``"neural"``.
+integer scale and smooths the range borders. Version 1 files (no filter, every coefficient
+coded on its own) decode exactly as before. Registered as ``"neural"``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ... import limits
-from ...coding import table_coding
+from ...coding import sparse_blocks, table_coding
 from ...coding.container import ContainerHeader, pack, unpack
 from ...errors import ConfigurationError, FormatError
 from ...imaging.colour import planes_to_rgb_in_strips, ycbcr_to_rgb
@@ -39,6 +40,7 @@ from ..base import check_decode_scale, register, to_8bit_levels
 from .bitstream import (
     IntegerCode,
     coefficient_grids,
+    coefficient_rows,
     coefficient_sequence,
     crop_grid,
     decode_coefficients,
@@ -51,7 +53,8 @@ from .bitstream import (
 from . import deblocking
 from .models import LoadedModel, load_named_model
 
-#: Version 2 adds the ``deblock`` param; version 1 files (no filter) still decode, unchanged.
+#: Version 2 adds the ``deblock`` param and codes the coefficients by their nonzero positions
+#: (``coding/sparse_blocks.py``); version 1 files still decode, unchanged.
 PAYLOAD_VERSION = 2
 PARAM_KEYS = {1: {"payload_version", "model", "model_digest"},
               2: {"payload_version", "model", "model_digest", "deblock"}}
@@ -133,8 +136,8 @@ def write_candidate(candidate: Candidate, image_shape) -> bytes:
     """The ``.clg`` file of a coded candidate."""
     C, H, W = image_shape
     loaded, code = candidate.loaded, candidate.code
-    values, tables = coefficient_sequence(loaded.model, *coefficient_grids(loaded.model, code.coefs, code.grid))
-    coef_bytes = table_coding.encode_in_order(values, tables, loaded.coef_tables)
+    rows = coefficient_rows(loaded.model, *coefficient_grids(loaded.model, code.coefs, code.grid))
+    coef_bytes = sparse_blocks.encode_rows(rows, loaded.block_models)
     mean_bytes = table_coding.encode_in_order(*mean_sequence(loaded.model, code.mean_y, code.mean_c), loaded.mean_tables)
     params = {"payload_version": PAYLOAD_VERSION, "model": loaded.name, "model_digest": loaded.digest,
               "deblock": list(candidate.deblock)}
@@ -236,10 +239,17 @@ def decode_code(header: ContainerHeader, payload: bytes, params: dict) -> Decode
     coef_bytes, mean_bytes = split_payload(payload)
     shape_y = (rows * crop // RANGE, cols * crop // RANGE)
     shape_c = (shape_y[0] // model.chroma_factor, shape_y[1] // model.chroma_factor)
-    per_crop = (model.luma_op.num_ranges * model.luma_op.num_candidates
-                + 2 * model.chroma_op.num_ranges * model.chroma_op.num_candidates)
-    decoder = table_coding.InOrderDecoder(coef_bytes, loaded.coef_tables, max_symbols=rows * cols * per_crop)
-    luma, chroma = decode_coefficients(model, decoder, shape_y, shape_c)
+    if params["payload_version"] >= 2:
+        decoder = sparse_blocks.BlockDecoder(coef_bytes, loaded.block_models)
+        decode_row = decoder.decode_row
+    else:
+        per_crop = (model.luma_op.num_ranges * model.luma_op.num_candidates
+                    + 2 * model.chroma_op.num_ranges * model.chroma_op.num_candidates)
+        decoder = table_coding.InOrderDecoder(coef_bytes, loaded.coef_tables, max_symbols=rows * cols * per_crop)
+
+        def decode_row(bases, D):
+            return decoder.decode((bases[:, None] + np.arange(D)).reshape(-1)).reshape(len(bases), D)
+    luma, chroma = decode_coefficients(model, decode_row, shape_y, shape_c)
     decoder.finish()
     coefs = grids_to_coefficients(model, luma, chroma)
     ny, nc = shape_y[0] * shape_y[1], shape_c[0] * shape_c[1]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...coding.sparse_blocks import BlockModels
 from ...coding.table_coding import FrequencyTables
 from ...errors import ConfigurationError, FormatError
 from ...models.model_files import load_model
@@ -27,6 +28,7 @@ class LoadedModel:
         try:
             self.coef_tables = FrequencyTables(coef, np.full(coef.shape[0], -bound))
             self.mean_tables = FrequencyTables(mean, np.full(mean.shape[0], -levels))
+            self.block_models = BlockModels(self.coef_tables)  # the coefficients' sparse coding
         except ConfigurationError as exc:
             raise FormatError(f"{path}: invalid entropy tables ({exc})") from None
         digest = hashlib.sha256()
