@@ -10,7 +10,7 @@ import torch
 from neural_collages.codecs import compress, decompress, neural, pifs
 from neural_collages.imaging.io import to_uint8
 
-__all__ = ["PifsSweep", "NeuralBenchmark", "benchmark_codecs", "compress", "decompress"]
+__all__ = ["PifsSweep", "NeuralBenchmark", "NeuralPhotoOnly", "benchmark_codecs", "compress", "decompress"]
 
 
 class PifsSweep:
@@ -79,13 +79,13 @@ class NeuralBenchmark:
         "per file: deblocking presets and the photo or nearest-lambda aerial model, by RD cost"
     )
 
-    def __init__(self, model: str = "photo"):
-        self.model = model
+    def __init__(self, model: str = "photo", exact_model: bool = False):
+        self.model, self.exact_model = model, exact_model
         self.qualities = neural.available_qualities(model)
 
     def encode(self, image, quality) -> bytes:
         x = torch.from_numpy(image).permute(2, 0, 1).to(torch.float32) / 255.0
-        return neural.encode(x, self.model, quality)
+        return neural.encode(x, self.model, quality, choose_model=not self.exact_model)
 
     def decode(self, data: bytes):
 
@@ -94,6 +94,18 @@ class NeuralBenchmark:
     versions = PifsSweep.versions
 
 
+class NeuralPhotoOnly(NeuralBenchmark):
+    """The Neural Collage codec restricted to the photo models (``--exact-model``): the baseline
+    of the per-image model choice."""
+
+    name = "neural-photo-only"
+    description = NeuralBenchmark.description.replace("the photo or nearest-lambda aerial model",
+                                                      "always the photo model")
+
+    def __init__(self):
+        super().__init__("photo", exact_model=True)
+
+
 def benchmark_codecs():
     """This project's codecs for the rate–distortion harness (``codecs.load_project_codecs``)."""
-    return [PifsSweep, NeuralBenchmark]
+    return [PifsSweep, NeuralBenchmark, NeuralPhotoOnly]

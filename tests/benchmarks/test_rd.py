@@ -205,3 +205,20 @@ def test_register_codec_rules() -> None:
             registry.register_codec(object(), name="broken")
     finally:
         registry.unregister_codec("tiny-test")
+
+
+def test_per_image_bd_rate_follows_each_images_own_curve():
+    psnr = [28.0, 31.0, 34.0, 37.0]
+
+    def curve(scale, images=("a.png", "b.png")):
+        return {"per_image": [{"image": name, "bpp": [scale * (i + 1) * b for b in (0.2, 0.4, 0.8, 1.6)],
+                               "psnr-rgb": psnr} for i, name in enumerate(images)]}
+
+    anchor = curve(1.0)
+    assert plot_rd._per_image_bd(anchor, curve(0.5)) == pytest.approx(-50.0, abs=1e-6)
+    # A repeated point (one file at two qualities) counts once; images the anchor lacks are skipped.
+    test = curve(0.5, ("a.png", "c.png"))
+    test["per_image"][0]["bpp"].append(test["per_image"][0]["bpp"][-1])
+    test["per_image"][0]["psnr-rgb"] = psnr + [psnr[-1]]
+    assert plot_rd._per_image_bd(anchor, test) == pytest.approx(-50.0, abs=1e-6)
+    assert plot_rd._per_image_bd(anchor, {"per_image": []}) is None

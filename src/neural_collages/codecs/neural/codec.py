@@ -111,23 +111,34 @@ class Candidate:
     squared_error: float  # of the 8-bit RGB 1x decode, summed over pixels and channels
 
 
+#: Another family's model is tried only when its λ is within this factor of the named model's:
+#: at the same trade-off the lower ``bpp + λ·MSE`` is the better file, whereas a model made for a
+#: distant λ would mostly move the file along the curve (and could give two qualities one file).
+LAMBDA_MATCH = 1.5
+
+
 def candidate_models(family: str, quality: int) -> list[str]:
-    """``family``'s model at ``quality``, then each other family's model nearest to it in λ
-    (the rate–distortion trade-off it was trained for), the models the encoder chooses among."""
+    """``family``'s model at ``quality``, then each other family's model nearest to it in λ (the
+    rate–distortion trade-off it was trained for) if within :data:`LAMBDA_MATCH`: the models the
+    encoder chooses among."""
     first = model_name(family, quality)
     lam = load_named_model(first).model.config.lam
     names = [first]
     for other in FAMILIES:
         qualities = available_qualities(other)
-        if other != family and qualities:
-            names.append(min((model_name(other, q) for q in qualities),
-                             key=lambda n: abs(math.log(load_named_model(n).model.config.lam / lam))))
+        if other == family or not qualities:
+            continue
+        gap, nearest = min((abs(math.log(load_named_model(n).model.config.lam / lam)), n)
+                           for n in (model_name(other, q) for q in qualities))
+        if gap <= math.log(LAMBDA_MATCH) + 1e-9:
+            names.append(nearest)
     return names
 
 
-def code_candidate(image: torch.Tensor, loaded: LoadedModel, deblock: bool = True) -> Candidate:
-    """``image``'s code under ``loaded``, its deblocking choice, its size and its 1x error."""
-    code = analyse(image, loaded)
+def code_candidate(image: torch.Tensor, loaded: LoadedModel, deblock: bool = True,
+                   code: IntegerCode | None = None) -> Candidate:
+    """``image``'s code under ``loaded`` (or the given ``code``), its deblocking choice, its size and its 1x error."""
+    code = analyse(image, loaded) if code is None else code
     presets, error = choose_deblocking(image, loaded, code, search=deblock)
     return Candidate(loaded, code, presets, code_bits(loaded, code), error)
 
@@ -148,11 +159,13 @@ def encode(image: torch.Tensor, model: str = DEFAULT_FAMILY, quality: int = DEFA
            deblock: bool = True, choose_model: bool = True) -> bytes:
     """Compress a float image ``(C, H, W)`` in ``[0, 1]`` (C = 1 or 3) with the shipped ``model`` at ``quality``.
 
-    With ``choose_model`` the image is also coded with each other family's model nearest in λ
-    (:func:`candidate_models`) and the file keeps the code of least rate–distortion cost
+    With ``choose_model`` the image is also coded with each other family's model of about the same
+    λ (:func:`candidate_models`) and the file keeps the code of least rate–distortion cost
     ``bpp + λ·MSE`` at the named model's λ (ties keep the named model; the file names its model),
-    so no family flag gives a costlier file than another family would. With ``deblock`` the
-    file names the deblocking presets that decode it best at 1× (:func:`choose_deblocking`).
+    so no family flag gives a costlier file than another family would. The models are compared
+    on their unfiltered decodes; with ``deblock`` the file then names the deblocking presets that
+    decode the kept code best at 1× (:func:`choose_deblocking`; searching them for one model
+    only keeps the choice's cost to a second analysis).
     """
     _check_image(image)
     image = image.float()
@@ -163,7 +176,10 @@ def encode(image: torch.Tensor, model: str = DEFAULT_FAMILY, quality: int = DEFA
     def cost(c: Candidate) -> float:
         return c.bits / (samples / image.shape[0]) + lam * c.squared_error / samples
 
-    best = min((code_candidate(image, load_named_model(n), deblock) for n in names), key=cost)
+    candidates = [code_candidate(image, load_named_model(n), deblock and len(names) == 1) for n in names]
+    best = min(candidates, key=cost)
+    if deblock and len(names) > 1:
+        best = code_candidate(image, best.loaded, deblock, code=best.code)
     return write_candidate(best, image.shape)
 
 
