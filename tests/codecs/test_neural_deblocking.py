@@ -45,7 +45,7 @@ def test_filtered_planes_at_scale_s_pool_to_the_filtered_1x_planes(photo):
     with torch.no_grad():
         for s in (1, 2, 3):
             ((luma, chroma),) = model.synthesize_planes(code_y, code_c, 1, decoded.code.grid, scale=s, tol=1e-7,
-                                                        max_steps=200)
+                                                        max_steps=200, aux_interpolation=config["aux_interpolation"])
             planes[s] = deblocking.apply(luma[0], chroma[0], config["deblock"], s)
     for s in (2, 3):
         for zoomed, base in zip(planes[s], planes[1]):

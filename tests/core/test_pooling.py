@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from neural_collages.core import pooling
+from neural_collages.errors import ConfigurationError
 from neural_collages.core.operator import CollageOperator
 
 
@@ -73,6 +74,36 @@ def test_aux_at_scale_reads_a_patch_like_a_domain_cell():
             torch.testing.assert_close(out[c], want)
     centred = pooling.aux_at_scale(patches, 2, (2, 2), channels=1, centred=True, dtype=torch.float64)
     torch.testing.assert_close(centred.mean(-1), torch.zeros(1, 3, dtype=torch.float64), atol=1e-15, rtol=0)
+
+
+def test_bicubic_aux_patches_are_smooth_and_pool_back_to_the_stored_patches():
+    torch.manual_seed(2)
+    patches = torch.rand(4, 1, 8, 8, dtype=torch.float64)
+    one = pooling.aux_at_scale(patches, 1, (8, 8), 1, centred=True, dtype=torch.float64)
+    for scale in (2, 3, 4):
+        nearest = pooling.aux_at_scale(patches, scale, (8, 8), 1, centred=True, dtype=torch.float64)
+        smooth = pooling.aux_at_scale(patches, scale, (8, 8), 1, True, torch.float64, interpolation="bicubic")
+        side = 8 * scale
+        pooled = F.avg_pool2d(smooth.reshape(4, 1, side, side), scale).reshape(1, 4, 64)
+        torch.testing.assert_close(pooled, one, atol=1e-12, rtol=0)  # the 1x decode cannot tell them apart
+        images = {k: v.reshape(4, side, side) for k, v in (("nearest", nearest), ("smooth", smooth))}
+        # Gradient energy: enlarged pixels put all of it in steps at the pixel edges.
+        energy = {k: float((v[:, :, 1:] - v[:, :, :-1]).pow(2).sum() + (v[:, 1:] - v[:, :-1]).pow(2).sum())
+                  for k, v in images.items()}
+        assert energy["smooth"] < 0.9 * energy["nearest"]
+    with pytest.raises(ConfigurationError):
+        pooling.aux_at_scale(patches, 2, (8, 8), 1, True, torch.float64, interpolation="lanczos")
+
+
+def test_with_aux_interpolation_shares_the_operator_and_changes_only_zoomed_decodes():
+    op = CollageOperator(16, channels=1, domain_size=None, aux_patches=3, centred=True)
+    smooth = op.with_aux_interpolation("bicubic")
+    assert smooth is not op and smooth.aux_patches is op.aux_patches and op.aux_interpolation == "nearest"
+    assert smooth.with_aux_interpolation("bicubic") is smooth and op.with_aux_interpolation("nearest") is op
+    torch.testing.assert_close(smooth.aux_at_scale(1, torch.float32), op.aux_at_scale(1, torch.float32))
+    assert not torch.allclose(smooth.aux_at_scale(2, torch.float32), op.aux_at_scale(2, torch.float32))
+    with pytest.raises(ConfigurationError):
+        op.with_aux_interpolation("box")
 
 
 # ------------------------------------------------------------------ domain means

@@ -15,6 +15,8 @@ and ``random_codes``.
 
 from __future__ import annotations
 
+import copy
+
 from typing import Sequence
 
 import torch
@@ -145,6 +147,7 @@ class CollageOperator(nn.Module):
             )
 
         self.aux_patches = self._make_aux(aux_patches, aux_patch_size)
+        self.aux_interpolation = "nearest"  # see with_aux_interpolation
         if self.num_candidates == 0:
             raise ConfigurationError("the operator has no candidates: give domain sizes or auxiliary patches")
         self._tables: dict[tuple[int, str], CandidateTables] = {}
@@ -271,7 +274,21 @@ class CollageOperator(nn.Module):
 
     def aux_at_scale(self, scale: int, dtype) -> torch.Tensor:
         """Auxiliary patches at ``scale``: ``(C, N, P)`` (see :func:`pooling.aux_at_scale`)."""
-        return pooling.aux_at_scale(self.aux_patches, scale, self.range_size, self.channels, self.centred, dtype)
+        return pooling.aux_at_scale(self.aux_patches, scale, self.range_size, self.channels, self.centred, dtype,
+                                    self.aux_interpolation)
+
+    def with_aux_interpolation(self, interpolation: str) -> "CollageOperator":
+        """This operator (parameters and caches shared) resampling its auxiliary patches at scales
+        above 1 by ``interpolation`` (``pooling.AUX_INTERPOLATIONS``); ``self`` if it already does.
+        The 1× decode does not depend on it; a decoder picks it per file format version."""
+        if interpolation not in pooling.AUX_INTERPOLATIONS:
+            raise ConfigurationError(f"aux interpolation must be one of {pooling.AUX_INTERPOLATIONS}, "
+                                     f"got {interpolation!r}")
+        if interpolation == self.aux_interpolation:
+            return self
+        other = copy.copy(self)
+        other.aux_interpolation = interpolation
+        return other
 
     def pooled_buffer(self, z: torch.Tensor, scale: int = 1, include_aux: bool = True) -> torch.Tensor:
         """Flat buffer ``(B, C, L)`` of every pooled pixel a candidate can read (domains, then aux)."""

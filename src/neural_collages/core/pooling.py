@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigurationError
 from .partitions import CandidateTables, DomainLattice
 
 
@@ -36,16 +37,33 @@ def average_pool(z: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, in
     return out * (1.0 / (ah * aw))
 
 
-def aux_at_scale(
-    patches: torch.Tensor, scale: int, range_size: tuple[int, int], channels: int, centred: bool, dtype
-) -> torch.Tensor:
-    """Auxiliary patches at ``scale``: ``(C, N, P)``, nearest-upsampled by ``scale`` and pooled to the range size.
+#: How auxiliary patches are resampled at scale s > 1 (both pool back to the stored patch exactly).
+AUX_INTERPOLATIONS = ("nearest", "bicubic")
 
-    Upsampling then pooling reads a patch exactly as a domain cell is read at that scale, which
-    keeps every scale consistent with the 1× decode. Centred operators remove each patch's mean.
+
+def aux_at_scale(
+    patches: torch.Tensor, scale: int, range_size: tuple[int, int], channels: int, centred: bool, dtype,
+    interpolation: str = "nearest",
+) -> torch.Tensor:
+    """Auxiliary patches at ``scale``: ``(C, N, P)``, upsampled by ``scale`` and pooled to the range size.
+
+    ``"nearest"`` repeats every patch pixel ``scale × scale`` times, reading a patch exactly as a
+    domain cell is read at that scale. ``"bicubic"`` interpolates the patch (edges replicated)
+    and adds back, per patch pixel, what the interpolant's ``scale × scale`` average misses
+    (one back-projection step), so the result pools to the stored patch exactly as well: the 1×
+    decode and every scale's consistency with it are unchanged, but a zoomed decode shows
+    smooth patches instead of enlarged pixels. Centred operators remove each patch's mean.
     """
+    if interpolation not in AUX_INTERPOLATIONS:
+        raise ConfigurationError(f"aux interpolation must be one of {AUX_INTERPOLATIONS}, got {interpolation!r}")
     patches = patches.to(dtype)
-    if scale > 1:
+    if scale > 1 and interpolation == "bicubic":
+        pad = 2  # the bicubic kernel's reach, in patch pixels
+        smooth = F.interpolate(F.pad(patches, (pad,) * 4, mode="replicate"), scale_factor=scale, mode="bicubic",
+                               align_corners=False)[..., pad * scale:-pad * scale, pad * scale:-pad * scale]
+        missing = patches - F.avg_pool2d(smooth, scale)
+        patches = smooth + missing.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    elif scale > 1:
         patches = patches.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     kh = patches.shape[-2] // (scale * range_size[0])
     kw = patches.shape[-1] // (scale * range_size[1])

@@ -53,12 +53,16 @@ from .bitstream import (
 from . import deblocking
 from .models import LoadedModel, load_named_model
 
-#: Version 2 adds the ``deblock`` param and codes the coefficients by their nonzero positions
-#: (``coding/sparse_blocks.py``); version 1 files still decode, unchanged.
+#: Version 2 adds the ``deblock`` param, codes the coefficients by their nonzero positions
+#: (``coding/sparse_blocks.py``) and zooms the learned patches smoothly (:data:`AUX_INTERPOLATION`);
+#: version 1 files still decode, unchanged.
 PAYLOAD_VERSION = 2
 PARAM_KEYS = {1: {"payload_version", "model", "model_digest"},
               2: {"payload_version", "model", "model_digest", "deblock"}}
 DEFAULT_QUALITY = 2
+#: How version 2 resamples the learned patches at scales above 1 (version 1: "nearest"); the 1×
+#: decode is the same either way (``core.pooling.aux_at_scale``).
+AUX_INTERPOLATION = "bicubic"
 
 
 @dataclass
@@ -237,6 +241,7 @@ def config_from_params(params: dict) -> dict:
         raise FormatError("bad model digest")
     config = dict(params)
     config["deblock"] = deblocking.check_presets(params["deblock"]) if version >= 2 else deblocking.OFF
+    config["aux_interpolation"] = AUX_INTERPOLATION if version >= 2 else "nearest"
     return config
 
 
@@ -294,16 +299,18 @@ def dense_codes(loaded: LoadedModel, code: IntegerCode):
 
 
 def reconstruct(loaded: LoadedModel, code: IntegerCode, scale: int = 1, return_trajectory: bool = False,
-                deblock: tuple[int, int] = deblocking.OFF):
+                deblock: tuple[int, int] = deblocking.OFF, aux_interpolation: str = AUX_INTERPOLATION):
     """Decode an integer code to the padded RGB image ``(1, 3, s·rows·crop, s·cols·crop)`` in [0, 1].
 
-    ``deblock`` are the file's presets (every iterate is filtered). Returns ``(image, frames)``;
-    ``frames`` (the iterates) is ``None`` unless ``return_trajectory``.
+    ``deblock`` are the file's presets (every iterate is filtered), ``aux_interpolation`` how its
+    version resamples the learned patches when zooming. Returns ``(image, frames)``; ``frames``
+    (the iterates) is ``None`` unless ``return_trajectory``.
     """
     model = loaded.model
     code_y, code_c = dense_codes(loaded, code)
     with torch.no_grad():
-        planes = model.synthesize_planes(code_y, code_c, 1, code.grid, scale=scale, trajectory=return_trajectory)
+        planes = model.synthesize_planes(code_y, code_c, 1, code.grid, scale=scale, trajectory=return_trajectory,
+                                         aux_interpolation=aux_interpolation)
         frames = []
         for luma, chroma in planes:
             if deblock != deblocking.OFF:
@@ -329,12 +336,13 @@ def _rgb_levels(ycc: torch.Tensor) -> torch.Tensor:
 
 
 def _decode_in_bands(loaded: LoadedModel, code: IntegerCode, header: ContainerHeader, scale: int,
-                     deblock: tuple[int, int]) -> torch.Tensor:
+                     deblock: tuple[int, int], aux_interpolation: str) -> torch.Tensor:
     """A large decode: planes band by band (``decode_planes``), deblocked in place, then colour in strips."""
     model = loaded.model
     code_y, code_c = dense_codes(loaded, code)
     with torch.no_grad():
-        luma, chroma = model.decode_planes(code_y, code_c, code.grid, scale, budget=BAND_BUDGET)
+        luma, chroma = model.decode_planes(code_y, code_c, code.grid, scale, budget=BAND_BUDGET,
+                                           aux_interpolation=aux_interpolation)
         luma, chroma = deblocking.apply(luma, chroma, deblock, scale, in_place=True)
         rgb = planes_to_rgb_in_strips(luma[0], chroma, (scale * header.height, scale * header.width), _rgb_levels,
                                       factor=model.chroma_factor, strip_rows=STRIP_ROWS)
@@ -349,9 +357,10 @@ def decode_parts(header: ContainerHeader, payload: bytes, params: dict, scale: i
         raise FormatError(f"neural files hold 1 or 3 channels, not {header.channels}")
     decoded = decode_code(header, payload, params)
     deblock = params.get("deblock", deblocking.OFF)
+    aux = params.get("aux_interpolation", "nearest")
     if not return_trajectory and scale * scale * header.width * header.height > WHOLE_DECODE_PIXELS:
-        return _decode_in_bands(decoded.loaded, decoded.code, header, scale, deblock)
-    image, frames = reconstruct(decoded.loaded, decoded.code, scale, return_trajectory, deblock)
+        return _decode_in_bands(decoded.loaded, decoded.code, header, scale, deblock, aux)
+    image, frames = reconstruct(decoded.loaded, decoded.code, scale, return_trajectory, deblock, aux)
 
     def finish(x):
         x = x[0, :, : scale * header.height, : scale * header.width]

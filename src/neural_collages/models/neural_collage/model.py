@@ -233,11 +233,14 @@ class NeuralCollageCodec(nn.Module):
 
     def synthesize_planes(self, code_y, code_c, batch: int, grid: tuple[int, int], scale: int = 1,
                           steps: int | None = None, tol: float = 1e-5, max_steps: int = 60,
-                          trajectory: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                          trajectory: bool = False, aux_interpolation: str = "nearest",
+                          ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """:meth:`synthesize` before colour: ``(luma (B, 1, sH, sW), chroma (B, 2, sh, sw))`` per frame
-        (the fixed point only, unless ``trajectory``)."""
+        (the fixed point only, unless ``trajectory``); ``aux_interpolation`` resamples the learned
+        patches at ``scale > 1`` (:func:`neural_collages.core.pooling.aux_at_scale`)."""
         paths = []
         for op, code in ((self.luma_op, code_y), (self.chroma_op, code_c)):
+            op = op.with_aux_interpolation(aux_interpolation)
             P = (scale * RANGE) ** 2
             init = op.assemble(code.bias.unsqueeze(-1).expand(-1, -1, -1, P), scale)
             if steps is not None:
@@ -260,7 +263,8 @@ class NeuralCollageCodec(nn.Module):
         return upsample_2x(chroma) if self.chroma_factor == 2 else chroma
 
     def decode_planes(self, code_y, code_c, grid: tuple[int, int], scale: int = 1, tol: float = 1e-5,
-                      max_steps: int = 60, budget: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
+                      max_steps: int = 60, budget: int = 1 << 24,
+                      aux_interpolation: str = "nearest") -> tuple[torch.Tensor, torch.Tensor]:
         """Fixed points of one image's luma ``(1, sH, sW)`` and chroma ``(2, sh, sw)`` planes, in bands.
 
         Crops are independent collages, so they are decoded a band of crop rows at a time, each
@@ -272,6 +276,7 @@ class NeuralCollageCodec(nn.Module):
         rows, cols = grid
         planes = []
         for op, code in ((self.luma_op, code_y), (self.chroma_op, code_c)):
+            op = op.with_aux_interpolation(aux_interpolation)
             h, w = scale * op.size[0], scale * op.size[1]
             P = (scale * RANGE) ** 2
             plane = torch.empty(code.bias.shape[1], rows * h, cols * w, dtype=code.bias.dtype)
