@@ -121,3 +121,31 @@ def test_the_decoder_rejects_hostile_data_with_format_errors_only():
         assert sb.encode_rows(list(zip(got, [b for _, b in rows])), models) == bytes(bad)
         assert any(not np.array_equal(g, v) for g, (v, _) in zip(got, rows))
     assert rejected > 150
+
+
+def test_rows_with_more_nonzero_values_than_one_coder_call_round_trip():
+    tables = sparse_tables()
+    models = sb.BlockModels(tables)
+    rng = np.random.default_rng(4)
+    values = rng.integers(1, BOUND + 1, size=(1500, 12)) * rng.choice([-1, 1], size=(1500, 12))
+    rows = [(values, rng.integers(0, 1, size=1500))]  # 18000 nonzero values: two value batches
+    assert values.size > sb._VALUES_PER_CALL
+    data = sb.encode_rows(rows, models)
+    np.testing.assert_array_equal(decode_all(data, models, rows)[0], values)
+
+
+def test_models_shared_by_threads_code_the_same_bytes():
+    from concurrent.futures import ThreadPoolExecutor
+
+    tables = sparse_tables(num_tables=40, seed=6)
+    rows = sample_rows(tables, widths=(5, 9), rows=4, blocks=30, seed=7)
+    expected = sb.encode_rows(rows, sb.BlockModels(tables))
+    for _ in range(5):
+        shared = sb.BlockModels(tables)  # a fresh cache filled by four threads at once
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: sb.encode_rows(rows, shared), range(8)))
+        assert all(r == expected for r in results)
+        for width in (5, 9):
+            for base in range(0, 40 - width + 1, 7):
+                np.testing.assert_array_equal(shared.position_probs(np.array([base]), np.array([0]), width)[0],
+                                              shared.positions(base, width)[0])

@@ -33,6 +33,8 @@ the stored words to be exactly the encoding of what was decoded (canonical, as `
 
 from __future__ import annotations
 
+import threading
+
 import constriction
 import numpy as np
 
@@ -43,6 +45,8 @@ from .varints import put_varint, read_varint
 __all__ = ["BlockModels", "encode_rows", "BlockDecoder"]
 
 _TOTAL = 1 << 16
+#: Values per coder call: bounds the (n, K) float64 model arrays (as ``table_coding`` does).
+_VALUES_PER_CALL = 1 << 14
 
 
 class BlockModels:
@@ -60,9 +64,11 @@ class BlockModels:
         values = tables.counts.astype(np.float64)
         values[rows, zero] = 0.0
         self.values = values / (_TOTAL - zero_counts)[:, None]  # P(v | nonzero), (T, K)
-        # Per block width: the slot of each base in a stack of its position matrices (-1: not built).
-        self._slots: dict[int, np.ndarray] = {}
-        self._stacks: dict[int, np.ndarray] = {}
+        # Per block width: (slot of each base, -1 if not built; stack of position matrices), replaced
+        # as one pair under the lock, so concurrent coders (a loaded model is shared) never see a
+        # slot without its matrix.
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._lock = threading.Lock()
 
     def positions(self, base: int, width: int) -> np.ndarray:
         """``(width, width + 1)``: row ``s`` is P(next nonzero at k | after s), column ``width`` "none"."""
@@ -77,15 +83,22 @@ class BlockModels:
 
     def position_probs(self, bases: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
         """``(n, width + 1)``: the position model of each block (``bases``) after ``starts``."""
-        slots = self._slots.setdefault(width, np.full(self.tables.num_tables, -1, dtype=np.int64))
-        slot = slots[bases]
-        if (slot < 0).any():
-            new = np.unique(bases[slot < 0])
-            stack = self._stacks.get(width, np.zeros((0, width, width + 1)))
-            slots[new] = stack.shape[0] + np.arange(new.size)
-            self._stacks[width] = np.concatenate([stack] + [self.positions(int(b), width)[None] for b in new])
-            slot = slots[bases]
-        return self._stacks[width][slot, starts]
+        if bases.size == 0:
+            return np.zeros((0, width + 1))
+        entry = self._cache.get(width)
+        if entry is None or (entry[0][bases] < 0).any():
+            with self._lock:
+                slots, stack = self._cache.get(width) or (np.full(self.tables.num_tables, -1, dtype=np.int64),
+                                                          np.zeros((0, width, width + 1)))
+                new = np.unique(bases[slots[bases] < 0])
+                if new.size:
+                    stack = np.concatenate([stack] + [self.positions(int(b), width)[None] for b in new])
+                    slots = slots.copy()
+                    slots[new] = stack.shape[0] - new.size + np.arange(new.size)
+                    self._cache[width] = (slots, stack)
+                entry = self._cache[width]
+        slots, stack = entry
+        return stack[slots[bases], starts]
 
     def check_row(self, bases: np.ndarray, width: int) -> np.ndarray:
         bases = np.asarray(bases, dtype=np.int64).reshape(-1)
@@ -117,9 +130,9 @@ def _encode_row(encoder, family, models: BlockModels, values: np.ndarray, bases:
         starts[blocks] = symbols + 1
         open_[blocks] = has & (symbols + 1 < D)
         r += 1
-    if block.size:
-        t = tables[block, pos]
-        encoder.encode(sym[block, pos].astype(np.int32), family, models.values[t])
+    t, v = tables[block, pos], sym[block, pos].astype(np.int32)
+    for a in range(0, t.size, _VALUES_PER_CALL):
+        encoder.encode(v[a:a + _VALUES_PER_CALL], family, models.values[t[a:a + _VALUES_PER_CALL]])
 
 
 def encode_rows(rows, models: BlockModels) -> bytes:
@@ -181,13 +194,14 @@ class BlockDecoder:
         tables = bases[:, None] + np.arange(D)
         sym = models.zero[tables].copy()
         block, pos = np.nonzero(nonzero)
-        if block.size:
-            t = tables[block, pos]
-            got = self._decode(models.values[t])
-            if got.size != block.size or (got < 0).any() or (got >= models.tables.alphabet_size).any() \
-                    or (got == models.zero[t]).any():
+        t = tables[block, pos]
+        for a in range(0, t.size, _VALUES_PER_CALL):
+            part = t[a:a + _VALUES_PER_CALL]
+            got = self._decode(models.values[part])
+            if got.size != part.size or (got < 0).any() or (got >= models.tables.alphabet_size).any() \
+                    or (got == models.zero[part]).any():
                 raise FormatError("block-coded data: a nonzero value decodes to zero or out of range")
-            sym[block, pos] = got
+            sym[block[a:a + part.size], pos[a:a + part.size]] = got
         values = sym + models.tables.offsets[tables]
         self._rows.append((values, bases))
         return values

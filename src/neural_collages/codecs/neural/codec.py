@@ -357,7 +357,7 @@ def decode_parts(header: ContainerHeader, payload: bytes, params: dict, scale: i
         raise FormatError(f"neural files hold 1 or 3 channels, not {header.channels}")
     decoded = decode_code(header, payload, params)
     deblock = params.get("deblock", deblocking.OFF)
-    aux = params.get("aux_interpolation", "nearest")
+    aux = params.get("aux_interpolation", AUX_INTERPOLATION if params.get("payload_version", 1) >= 2 else "nearest")
     if not return_trajectory and scale * scale * header.width * header.height > WHOLE_DECODE_PIXELS:
         return _decode_in_bands(decoded.loaded, decoded.code, header, scale, deblock, aux)
     image, frames = reconstruct(decoded.loaded, decoded.code, scale, return_trajectory, deblock, aux)
