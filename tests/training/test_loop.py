@@ -85,6 +85,30 @@ def test_cli_train_writes_a_model_and_refuses_to_clobber(tmp_path, monkeypatch, 
     assert load_checkpoint(out / "checkpoint.safetensors").step == 6
 
 
+def test_cli_train_fine_tunes_from_a_model_file_or_a_checkpoint(tmp_path, monkeypatch, capsys):
+    import neural_collages.training.loop as loop
+    from neural_collages.models.model_files import load_model
+
+    monkeypatch.setattr(loop, "load_corpus", lambda path: _images())
+    base = ["--steps", "3", "--batch", "2", "--lam", "0.02"]
+    assert main(["train", str(tmp_path), str(tmp_path / "a")] + base) == 0
+    first = load_model(tmp_path / "a" / "model.safetensors").model
+    for init in (tmp_path / "a" / "model.safetensors", tmp_path / "a" / "checkpoint.safetensors"):
+        out = tmp_path / f"from-{init.stem}"
+        assert main(["train", str(tmp_path), str(out), "--init", str(init)] + base) == 0
+        tuned = load_checkpoint(out / "checkpoint.safetensors").model
+        assert tuned.config.lam == 0.02
+        # Three small steps move the encoder only a little away from where it started.
+        w0, w1 = first.encoder.luma_head.weight, tuned.encoder.luma_head.weight
+        assert (w1 - w0).abs().mean() < 0.5 * w0.abs().mean()
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    capsys.readouterr()
+    assert main(["train", str(tmp_path), str(tmp_path / "c"), "--init", str(bad)] + base) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--init" in err[0] and "neither a training checkpoint nor a model file" in err[0]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
                    help="factorized coefficient tables without the row-above context (smaller model, ~10%% more bits)")
     p.add_argument("--no-mean-context", action="store_true", help="mean residual tables without context")
     p.add_argument("--init", type=Path, default=None,
-                   help="start from the weights of this checkpoint (fine-tuning to another --lam); tensors whose "
+                   help="start from the weights of this checkpoint or model file (fine-tuning to another --lam; "
+                        "a model file has no entropy-model parameters, so those start fresh); tensors whose "
                         "shapes differ (e.g. context tables) start fresh")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
@@ -72,7 +73,7 @@ def run_train(args) -> int:
     if args.init is not None:
         if args.resume:
             raise ConfigurationError("--init and --resume exclude each other")
-        init = load_checkpoint(args.init).model
+        init = _init_model(args.init)
     summary = train(options, config, init=init)
     if summary.get("rank", 0) == 0:
         checkpoint = load_checkpoint(ckpt)
@@ -86,3 +87,19 @@ def run_train(args) -> int:
         dist.barrier()
         dist.destroy_process_group()
     return 0
+
+
+def _init_model(path):
+    """The network of a training checkpoint or, failing that, of a shipped model file."""
+    from ...errors import FormatError
+    from ...models.model_files import load_model
+    from ...training.checkpoints import load_checkpoint
+
+    try:
+        return load_checkpoint(path).model
+    except FormatError as checkpoint_error:
+        try:
+            return load_model(path).model
+        except FormatError:
+            raise FormatError(f"--init {path}: neither a training checkpoint nor a model file "
+                              f"({checkpoint_error})") from None
