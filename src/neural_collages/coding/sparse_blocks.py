@@ -110,9 +110,7 @@ class BlockModels:
 def _encode_row(encoder, family, models: BlockModels, values: np.ndarray, bases: np.ndarray) -> None:
     C, D = values.shape
     tables = bases[:, None] + np.arange(D)
-    sym = values - models.tables.offsets[tables]
-    if sym.size and (sym.min() < 0 or sym.max() >= models.tables.alphabet_size):
-        raise ConfigurationError("a value lies outside its table's range")
+    sym = models.tables.symbols(values.reshape(-1), tables.reshape(-1))[0].reshape(C, D)
     nonzero = sym != models.zero[tables]
     block, pos = np.nonzero(nonzero)  # block-major, positions increasing
     counts = nonzero.sum(1)

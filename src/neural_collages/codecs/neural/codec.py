@@ -65,6 +65,11 @@ DEFAULT_QUALITY = 2
 AUX_INTERPOLATION = "bicubic"
 
 
+def aux_interpolation(version: int) -> str:
+    """How files of payload ``version`` resample the learned patches when zoomed."""
+    return AUX_INTERPOLATION if version >= 2 else "nearest"
+
+
 @dataclass
 class DecodedCode:
     """A payload decoded to integers, with the model that reads them."""
@@ -241,7 +246,7 @@ def config_from_params(params: dict) -> dict:
         raise FormatError("bad model digest")
     config = dict(params)
     config["deblock"] = deblocking.check_presets(params["deblock"]) if version >= 2 else deblocking.OFF
-    config["aux_interpolation"] = AUX_INTERPOLATION if version >= 2 else "nearest"
+    config["aux_interpolation"] = aux_interpolation(version)
     return config
 
 
@@ -357,7 +362,7 @@ def decode_parts(header: ContainerHeader, payload: bytes, params: dict, scale: i
         raise FormatError(f"neural files hold 1 or 3 channels, not {header.channels}")
     decoded = decode_code(header, payload, params)
     deblock = params.get("deblock", deblocking.OFF)
-    aux = params.get("aux_interpolation", AUX_INTERPOLATION if params.get("payload_version", 1) >= 2 else "nearest")
+    aux = params.get("aux_interpolation") or aux_interpolation(params.get("payload_version", 1))
     if not return_trajectory and scale * scale * header.width * header.height > WHOLE_DECODE_PIXELS:
         return _decode_in_bands(decoded.loaded, decoded.code, header, scale, deblock, aux)
     image, frames = reconstruct(decoded.loaded, decoded.code, scale, return_trajectory, deblock, aux)
