@@ -3,13 +3,14 @@
 For every codec it compresses one Kodak image (kodim01, 768×512) and decodes the file at 1×
 (median of ``--repeats`` after a warm-up decode in the same process) and at the largest scale within ``limits.MAX_PIXELS`` (13×: 66.4 Mpixel),
 and it decodes a crafted 233-byte PIFS file that declares a flat 8192×8192 RGB image (2^26
-pixels, the bomb of issue 12). Every case runs in a fresh subprocess that decodes the file and writes a PNG, as
-``collage decompress`` does, timed around the decode only (a large decode includes its one-time
+pixels, the bomb of issue 12). Every case runs in a fresh subprocess that decodes the file to 8-bit
+levels (``dtype=torch.uint8``) and writes a PNG, as ``collage decompress`` does, timed around the decode only (a large decode includes its one-time
 set-up, which is negligible there), its peak resident memory read from
 ``getrusage`` after the decode and again after writing the PNG. Reported per case: output
 pixels, decode seconds, nanoseconds per output pixel and its ratio to the same codec's 1×
 decode measured in the same run, the peak RSS of the decode and of the whole run, and bytes
-per output pixel (the Python + torch baseline, ~0.3 GB, included).
+per output pixel (the Python + torch baseline, ~0.3 GB, included). The bomb is decoded once more to the
+float32 image the Python API returns by default (0.75 GiB at 2^26 RGB pixels), for the difference.
 
     python benchmarks/decode_limits.py [--image PATH] [--repeats R] [--threads N] [--out FILE]
 """
@@ -37,12 +38,13 @@ import torch
 from neural_collages.codecs import decompress
 from neural_collages.imaging.io import save_image
 path, scale, out, threads, repeats = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+dtype = getattr(torch, sys.argv[6])
 torch.set_num_threads(threads)
 data = open(path, "rb").read()
 times = []
 for _ in range(repeats):
     t0 = time.perf_counter()
-    image = decompress(data, scale=scale)
+    image = decompress(data, scale=scale, dtype=dtype)
     times.append(time.perf_counter() - t0)
 decode_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 save_image(image, out, force=True)
@@ -79,9 +81,10 @@ def flat_bomb(side: int = 8192) -> bytes:
     return pack(ContainerHeader("pifs", side, side, 3, config.to_params()), payload)
 
 
-def decode(path: Path, scale: int, work: Path, threads: int, repeats: int = 1) -> dict:
+def decode(path: Path, scale: int, work: Path, threads: int, repeats: int = 1, dtype: str = "uint8") -> dict:
     out = work / "out.png"
-    result = subprocess.run([sys.executable, "-c", CHILD, str(path), str(scale), str(out), str(threads), str(repeats)],
+    result = subprocess.run([sys.executable, "-c", CHILD, str(path), str(scale), str(out), str(threads), str(repeats),
+                             dtype],
                             capture_output=True, text=True, check=True, env={"PYTHONPATH": str(ROOT / "src")})
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -128,15 +131,16 @@ def main(argv=None) -> int:
                       f"with the PNG {r['peak_bytes'] / 2**30:.2f} GiB", flush=True)
         bomb = work / "bomb.clg"
         bomb.write_bytes(flat_bomb())
-        r = decode(bomb, 1, work, args.threads)
         pifs_base = cases[0]["ns_per_pixel"] / 1e9
-        cases.append({"case": "pifs flat 8192x8192 bomb", "file_bytes": bomb.stat().st_size, "pixels": r["pixels"],
-                      "seconds": r["seconds"], "ns_per_pixel": 1e9 * r["seconds"] / r["pixels"],
-                      "per_pixel_vs_1x": r["seconds"] / r["pixels"] / pifs_base,
-                      "decode_peak_rss_bytes": r["decode_peak_bytes"], "peak_rss_bytes": r["peak_bytes"],
-                      "bytes_per_pixel": r["peak_bytes"] / r["pixels"]})
-        print(f"bomb {r['pixels']:,} px {r['seconds']:.2f} s decode peak {r['decode_peak_bytes'] / 2**30:.2f} GiB, "
-              f"with the PNG {r['peak_bytes'] / 2**30:.2f} GiB")
+        for label, dtype in (("pifs flat 8192x8192 bomb", "uint8"), ("pifs flat 8192x8192 bomb, float32 API", "float32")):
+            r = decode(bomb, 1, work, args.threads, dtype=dtype)
+            cases.append({"case": label, "file_bytes": bomb.stat().st_size, "pixels": r["pixels"],
+                          "seconds": r["seconds"], "ns_per_pixel": 1e9 * r["seconds"] / r["pixels"],
+                          "per_pixel_vs_1x": r["seconds"] / r["pixels"] / pifs_base,
+                          "decode_peak_rss_bytes": r["decode_peak_bytes"], "peak_rss_bytes": r["peak_bytes"],
+                          "bytes_per_pixel": r["peak_bytes"] / r["pixels"]})
+            print(f"{label} {r['pixels']:,} px {r['seconds']:.2f} s decode peak "
+                  f"{r['decode_peak_bytes'] / 2**30:.2f} GiB, with the PNG {r['peak_bytes'] / 2**30:.2f} GiB")
     result = {"name": "decode_limits", "image": args.image.name, "max_pixels": limits.MAX_PIXELS,
               "repeats_1x": args.repeats, "threads": args.threads, "machine": platform.processor() or platform.machine(),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cases": cases}

@@ -36,7 +36,7 @@ class FakeCodec:
     def config_from_params(self, params):
         return None
 
-    def decode(self, header, payload, config, scale=1, return_trajectory=False):
+    def decode(self, header, payload, config, scale=1, return_trajectory=False, dtype=torch.float32):
         return torch.zeros(1, 1, 1)
 
 

@@ -114,6 +114,8 @@ def decompress_job(name: str, data: bytes, scale: int = 1, suffix: str = ".png",
     Returns ``output``, ``width``, ``height`` (of the 1x image), ``seconds`` (decode time) or ``error``.
     """
     try:
+        import torch
+
         from ..codecs import decompress
         from ..coding.container import unpack
         from ..imaging.io import encode_image
@@ -121,7 +123,7 @@ def decompress_job(name: str, data: bytes, scale: int = 1, suffix: str = ".png",
         header = unpack(data)[0]
         with _threads(threads):
             t0 = time.perf_counter()
-            image = decompress(data, scale=scale, max_pixels=max_pixels)
+            image = decompress(data, scale=scale, max_pixels=max_pixels, dtype=torch.uint8)
             seconds = time.perf_counter() - t0
         return {"output": encode_image(image, suffix), "width": header.width, "height": header.height,
                 "seconds": seconds}
@@ -132,12 +134,13 @@ def decompress_job(name: str, data: bytes, scale: int = 1, suffix: str = ".png",
 def decode_tile_job(name: str, data: bytes, scale: int = 1, threads: int | None = None) -> dict:
     """Decode one tile to ``uint8`` pixels ``(C, s·h, s·w)`` (``pixels``), with ``seconds``, or ``error``."""
     try:
+        import torch
+
         from ..codecs import decompress
-        from ..imaging.io import to_uint8
 
         with _threads(threads):
             t0 = time.perf_counter()
-            image = decompress(data, scale=scale)
-        return {"pixels": to_uint8(image).numpy(), "seconds": time.perf_counter() - t0}
+            image = decompress(data, scale=scale, dtype=torch.uint8)
+        return {"pixels": image.contiguous().numpy(), "seconds": time.perf_counter() - t0}
     except Exception as exc:  # noqa: BLE001
         return _failure(exc, name)

@@ -38,8 +38,11 @@ class Codec(Protocol):
         """The decoder's settings from a file's params (:class:`FormatError` on anything invalid)."""
 
     def decode(self, header: ContainerHeader, payload: bytes, config: Any, scale: int = 1,
-               return_trajectory: bool = False):
-        """The image ``(C, s·H, s·W)`` in ``[0, 1]`` (and the decoding steps' frames with ``return_trajectory``)."""
+               return_trajectory: bool = False, dtype: torch.dtype = torch.float32):
+        """The image ``(C, s·H, s·W)`` in ``[0, 1]`` (and the decoding steps' frames with ``return_trajectory``).
+
+        ``dtype`` ``torch.uint8`` returns the same 8-bit levels as integers (see :func:`to_8bit_levels`).
+        """
 
 
 _REGISTRY: dict[str, Codec] = {}
@@ -95,22 +98,38 @@ def check_decode_scale(scale, header: ContainerHeader, max_scale: int = MAX_SCAL
 LEVELS_CHUNK = 1 << 22
 
 
-def to_8bit_levels(x255: torch.Tensor, gain: float | None = None) -> torch.Tensor:
+#: What a decoder can return: 8-bit levels as float32 in [0, 1] (the API default), or as uint8 (a
+#: quarter of the memory; what a PNG holds, so ``collage decompress`` decodes to it).
+OUTPUT_DTYPES = (torch.float32, torch.uint8)
+
+
+def check_output_dtype(dtype) -> torch.dtype:
+    """``dtype`` if a decoder can return it (:class:`ConfigurationError` otherwise)."""
+    if dtype not in OUTPUT_DTYPES:
+        raise ConfigurationError(f"decoders return torch.float32 or torch.uint8 images, not {dtype!r}")
+    return dtype
+
+
+def to_8bit_levels(x255: torch.Tensor, gain: float | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A decoder's final output: values on the 8-bit scale, clamped and rounded, as ``float32`` in ``[0, 1]``.
 
     Every decoder ends here, so the float image it returns is exactly what a PNG of it holds.
     ``gain`` multiplies the input first (``to_8bit_levels(x, 255)`` is ``to_8bit_levels(x * 255)``).
+    ``dtype`` ``torch.uint8`` gives the same levels as integers 0–255 (``to_uint8`` of the float result).
     Large inputs are converted in chunks (the same arithmetic per value, bit-identical).
     """
+    check_output_dtype(dtype)
+
     def convert(x: torch.Tensor) -> torch.Tensor:
         if gain is not None:
             x = x * gain
-        return (x.clamp(0, 255).round() / 255.0).to(torch.float32)
+        levels = x.clamp(0, 255).round()
+        return levels.to(torch.uint8) if dtype == torch.uint8 else (levels / 255.0).to(torch.float32)
 
     if x255.numel() <= LEVELS_CHUNK or x255.dim() < 2:
         return convert(x255)
     # Bands of rows, so that a cropped (non-contiguous) view is never copied whole.
-    out = torch.empty(x255.shape, dtype=torch.float32)
+    out = torch.empty(x255.shape, dtype=dtype)
     rows = x255.shape[-2]
     band = max(1, LEVELS_CHUNK * rows // x255.numel())
     for a in range(0, rows, band):

@@ -77,6 +77,7 @@ def planes_to_rgb_in_strips(
     convert: Callable[[torch.Tensor], torch.Tensor],
     factor: int = 2,
     strip_rows: int = 256,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """``(3, H, W)`` from a luma plane ``(≥H, ≥W)`` and chroma ``(2, h, w)`` (``factor`` 2: 4:2:0, 1: 4:4:4).
 
@@ -86,11 +87,17 @@ def planes_to_rgb_in_strips(
     is converted ``strip_rows`` chroma rows at a time, so temporaries stay a few strips however
     large the output. Upsampling reads one chroma row above and below, so each strip takes a
     one-row halo: every pixel is computed exactly as in a whole-image conversion (bit-identical).
+
+    ``dtype`` is that of ``convert``'s output. A ``torch.uint8`` image is returned as a ``(3, H, W)``
+    view of an ``(H, W, 3)`` buffer: the layout image files use, so saving it needs no copy.
     """
     if factor not in (1, 2):
         raise ConfigurationError(f"chroma factor must be 1 or 2, got {factor!r}")
     H, W = size
-    out = torch.empty(3, H, W, dtype=torch.float32)
+    if dtype == torch.uint8:
+        out = torch.empty(H, W, 3, dtype=dtype).permute(2, 0, 1)
+    else:
+        out = torch.empty(3, H, W, dtype=dtype)
     if isinstance(chroma, (tuple, list)):
         if len(chroma) != 2 or chroma[0].shape != chroma[1].shape:
             raise ConfigurationError("chroma must be a (2, h, w) tensor or two (h, w) planes of one size")

@@ -25,7 +25,7 @@ from ...core.codes import DenseCode
 from ...core.decode import require_contraction
 from ...core.pooling import average_pool
 from ...errors import ConfigurationError, FormatError
-from ..base import check_decode_scale, register, to_8bit_levels
+from ..base import check_decode_scale, check_output_dtype, register, to_8bit_levels
 from .config import ArtConfig
 
 #: Largest magnitude of a stored bias, auxiliary weight or auxiliary pixel (images live in [0, 1]).
@@ -135,8 +135,8 @@ def render(art: ArtCode, scale: int = 1, init: torch.Tensor | None = None, steps
     return (crop[-1], crop) if return_trajectory else crop[-1]
 
 
-def render_levels(art: ArtCode, scale: int = 1) -> torch.Tensor:
-    """``to_8bit_levels(render(art, scale), 255)``, bit for bit, holding no image but the result when large.
+def render_levels(art: ArtCode, scale: int = 1, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``to_8bit_levels(render(art, scale), 255, dtype=dtype)``, bit for bit, holding no image but the result when large.
 
     A step reads its input only through the pooled buffer, here the whole image pooled to one
     range cell (3·(s·r)² values). Outputs that :func:`dense_step` would band are therefore
@@ -149,7 +149,7 @@ def render_levels(art: ArtCode, scale: int = 1) -> torch.Tensor:
     op = art.operator()
     H, W = art.size
     if art.channels * scale * scale * op.size[0] * op.size[1] <= step.DENSE_BAND_VALUES:
-        return to_8bit_levels(render(art, scale), 255)
+        return to_8bit_levels(render(art, scale), 255, dtype=dtype)
     op.prepare(art.code, scale)  # the checks of op.decode
     require_contraction(op, art.code)
     tables = op.tables(scale)
@@ -162,10 +162,13 @@ def render_levels(art: ArtCode, scale: int = 1) -> torch.Tensor:
             for i, window in enumerate(_windows(bands, kernel[0])):
                 pooled[:, :, i : i + 1] = average_pool(window, kernel, kernel)
             buffer = pooled.flatten(2)
-        out = torch.empty(art.channels, scale * H, scale * W)
+        # uint8 channels-last, as image files hold it (saving then needs no copy)
+        out = (torch.empty(scale * H, scale * W, art.channels, dtype=dtype).permute(2, 0, 1) if dtype == torch.uint8
+               else torch.empty(art.channels, scale * H, scale * W))
         for top, band in step.dense_bands(op, buffer, art.code, scale):
             if top < scale * H:
-                out[:, top : top + band.shape[2]] = to_8bit_levels(band[0, :, : scale * H - top, : scale * W], 255)
+                out[:, top : top + band.shape[2]] = to_8bit_levels(band[0, :, : scale * H - top, : scale * W], 255,
+                                                                   dtype=dtype)
     return out
 
 
@@ -189,14 +192,16 @@ def _windows(bands, rows: int):
 
 
 def decode_parts(header: ContainerHeader, payload: bytes, config: ArtConfig, scale: int = 1,
-                 return_trajectory: bool = False):
-    """Render a fractal-art file at ``scale`` (8-bit levels in ``[0, 1]``; frames with ``return_trajectory``)."""
+                 return_trajectory: bool = False, dtype: torch.dtype = torch.float32):
+    """Render a fractal-art file at ``scale`` (8-bit levels in ``[0, 1]``, or 0–255 as ``dtype`` uint8;
+    frames with ``return_trajectory``)."""
     scale = check_decode_scale(scale, header)
+    check_output_dtype(dtype)
     art = decode_art(header, payload, config)
     if return_trajectory:
         image, frames = render(art, scale, return_trajectory=True)
-        return to_8bit_levels(image, 255), [to_8bit_levels(f, 255) for f in frames]
-    return render_levels(art, scale)
+        return to_8bit_levels(image, 255, dtype=dtype), [to_8bit_levels(f, 255, dtype=dtype) for f in frames]
+    return render_levels(art, scale, dtype)
 
 
 def read_art(data: bytes) -> ArtCode:
@@ -224,8 +229,8 @@ class FractalArtCodec:
         return ArtConfig.from_params(params)
 
     def decode(self, header: ContainerHeader, payload: bytes, config: ArtConfig, scale: int = 1,
-               return_trajectory: bool = False):
-        return decode_parts(header, payload, config, scale, return_trajectory)
+               return_trajectory: bool = False, dtype: torch.dtype = torch.float32):
+        return decode_parts(header, payload, config, scale, return_trajectory, dtype)
 
 
 CODEC = register(FractalArtCodec())

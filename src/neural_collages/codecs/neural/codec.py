@@ -36,7 +36,7 @@ from ...imaging.colour import planes_to_rgb_in_strips, ycbcr_to_rgb
 from ...imaging.tensors import pad_to_multiple
 from ...models.neural_collage import RANGE
 from ...models.zoo import DEFAULT_FAMILY, FAMILIES, MODEL_NAME, available_qualities, model_name
-from ..base import check_decode_scale, register, to_8bit_levels
+from ..base import check_decode_scale, check_output_dtype, register, to_8bit_levels
 from .bitstream import (
     IntegerCode,
     coefficient_grids,
@@ -335,13 +335,14 @@ BAND_BUDGET = 1 << 24
 STRIP_ROWS = 64
 
 
-def _rgb_levels(ycc: torch.Tensor) -> torch.Tensor:
+def _rgb_levels(ycc: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     # The same arithmetic as synthesize() followed by finish() in decode_parts.
-    return to_8bit_levels(ycbcr_to_rgb(ycc * 255.0) * (1 / 255.0) * 255)
+    return to_8bit_levels(ycbcr_to_rgb(ycc * 255.0) * (1 / 255.0) * 255, dtype=dtype)
 
 
 def _decode_in_bands(loaded: LoadedModel, code: IntegerCode, header: ContainerHeader, scale: int,
-                     deblock: tuple[int, int], aux_interpolation: str) -> torch.Tensor:
+                     deblock: tuple[int, int], aux_interpolation: str,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A large decode: planes band by band (``decode_planes``), deblocked in place, then colour in strips."""
     model = loaded.model
     code_y, code_c = dense_codes(loaded, code)
@@ -349,29 +350,31 @@ def _decode_in_bands(loaded: LoadedModel, code: IntegerCode, header: ContainerHe
         luma, chroma = model.decode_planes(code_y, code_c, code.grid, scale, budget=BAND_BUDGET,
                                            aux_interpolation=aux_interpolation)
         luma, chroma = deblocking.apply(luma, chroma, deblock, scale, in_place=True)
-        rgb = planes_to_rgb_in_strips(luma[0], chroma, (scale * header.height, scale * header.width), _rgb_levels,
-                                      factor=model.chroma_factor, strip_rows=STRIP_ROWS)
+        rgb = planes_to_rgb_in_strips(luma[0], chroma, (scale * header.height, scale * header.width),
+                                      lambda ycc: _rgb_levels(ycc, dtype), factor=model.chroma_factor,
+                                      strip_rows=STRIP_ROWS, dtype=dtype)
     return rgb[:1].clone() if header.channels == 1 else rgb
 
 
 def decode_parts(header: ContainerHeader, payload: bytes, params: dict, scale: int = 1,
-                 return_trajectory: bool = False):
+                 return_trajectory: bool = False, dtype: torch.dtype = torch.float32):
     """Decode a validated header and payload at integer ``scale`` (see ``codecs.decompress``)."""
     scale = check_decode_scale(scale, header)
+    check_output_dtype(dtype)
     if header.channels not in (1, 3):
         raise FormatError(f"neural files hold 1 or 3 channels, not {header.channels}")
     decoded = decode_code(header, payload, params)
     deblock = params.get("deblock", deblocking.OFF)
     aux = params.get("aux_interpolation") or aux_interpolation(params.get("payload_version", 1))
     if not return_trajectory and scale * scale * header.width * header.height > WHOLE_DECODE_PIXELS:
-        return _decode_in_bands(decoded.loaded, decoded.code, header, scale, deblock, aux)
+        return _decode_in_bands(decoded.loaded, decoded.code, header, scale, deblock, aux, dtype)
     image, frames = reconstruct(decoded.loaded, decoded.code, scale, return_trajectory, deblock, aux)
 
     def finish(x):
         x = x[0, :, : scale * header.height, : scale * header.width]
         if header.channels == 1:
             x = x[:1]
-        return to_8bit_levels(x * 255)
+        return to_8bit_levels(x * 255, dtype=dtype)
 
     if return_trajectory:
         return finish(image), [finish(f) for f in frames]
@@ -408,8 +411,8 @@ class NeuralCodec:
         return config_from_params(params)
 
     def decode(self, header: ContainerHeader, payload: bytes, config: dict, scale: int = 1,
-               return_trajectory: bool = False):
-        return decode_parts(header, payload, config, scale, return_trajectory)
+               return_trajectory: bool = False, dtype: torch.dtype = torch.float32):
+        return decode_parts(header, payload, config, scale, return_trajectory, dtype)
 
 
 CODEC = register(NeuralCodec())

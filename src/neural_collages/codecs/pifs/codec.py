@@ -41,7 +41,7 @@ from ...core.deblock import deblock
 from ...core.quadtree import QuadtreeCollage
 from ...errors import ConfigurationError, FormatError
 from ...imaging.colour import planes_to_rgb_in_strips, ycbcr_to_rgb
-from ..base import MAX_SCALE, check_decode_scale, register, to_8bit_levels
+from ..base import MAX_SCALE, check_decode_scale, check_output_dtype, register, to_8bit_levels
 from .analysis import LevelAnalysis, analyse, count_blocks, plane_layouts
 from .bitstream import decode_planes, plane_symbols, stream_specs
 from .config import DEBLOCK_PRESETS, DEFAULT_QUALITY, QUALITY_LAMBDAS, PifsConfig
@@ -150,15 +150,17 @@ def decode(data: bytes, scale: int = 1) -> torch.Tensor:
 
 
 def decode_parts(
-    header: ContainerHeader, payload: bytes, config: PifsConfig, scale: int = 1, return_trajectory: bool = False
+    header: ContainerHeader, payload: bytes, config: PifsConfig, scale: int = 1, return_trajectory: bool = False,
+    dtype: torch.dtype = torch.float32,
 ):
     """Decode a validated header and payload at ``scale``.
 
-    Returns the image ``(C, s·H, s·W)`` in ``[0, 1]`` (8-bit values), or with
-    ``return_trajectory`` a pair ``(image, frames)`` where ``frames`` are the images after 0, 1, …
+    Returns the image ``(C, s·H, s·W)`` in ``[0, 1]`` (8-bit values; 0–255 as ``dtype`` uint8), or
+    with ``return_trajectory`` a pair ``(image, frames)`` where ``frames`` are the images after 0, 1, …
     decoding steps from the blank start (for animations).
     """
     scale = check_decode_scale(scale, header)
+    check_output_dtype(dtype)
     paths = []  # per plane: the iterates (only the last one unless return_trajectory), deblocked
     decoded = _decoded_planes(header.width, header.height, header.channels, payload, config, scale,
                               return_trajectory)
@@ -166,7 +168,7 @@ def decode_parts(
         iterates = iterates if return_trajectory else [iterates]
         paths.append([_deblocked(it, tree, layout, config, config.deblock, scale, in_place=True) for it in iterates])
     del decoded
-    frames = [_planes_to_image(list(planes), header, scale) for planes in zip(*paths)]
+    frames = [_planes_to_image(list(planes), header, scale, dtype) for planes in zip(*paths)]
     return (frames[-1], frames) if return_trajectory else frames[-1]
 
 
@@ -175,17 +177,15 @@ def decode_parts(
 STRIP_ROWS = 64
 
 
-def _to_rgb_levels(ycc: torch.Tensor) -> torch.Tensor:
-    return to_8bit_levels(ycbcr_to_rgb(ycc))
-
-
-def _planes_to_image(planes: list[torch.Tensor], header: ContainerHeader, scale: int) -> torch.Tensor:
-    """Decoded planes (8-bit units) to the float RGB or grey image, converted in strips (bit-identical)."""
+def _planes_to_image(planes: list[torch.Tensor], header: ContainerHeader, scale: int,
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Decoded planes (8-bit units) to the RGB or grey image, converted in strips (bit-identical)."""
     H, W = scale * header.height, scale * header.width
     if header.channels == 1:
-        return to_8bit_levels(planes[0][:H, :W].unsqueeze(0))
+        return to_8bit_levels(planes[0][:H, :W].unsqueeze(0), dtype=dtype)
     luma, cb, cr = planes
-    return planes_to_rgb_in_strips(luma, (cb, cr), (H, W), _to_rgb_levels, strip_rows=STRIP_ROWS)
+    return planes_to_rgb_in_strips(luma, (cb, cr), (H, W), lambda ycc: to_8bit_levels(ycbcr_to_rgb(ycc), dtype=dtype),
+                                   strip_rows=STRIP_ROWS, dtype=dtype)
 
 
 class PifsCodec:
@@ -208,8 +208,8 @@ class PifsCodec:
         return PifsConfig.from_params(params)
 
     def decode(self, header: ContainerHeader, payload: bytes, config: PifsConfig, scale: int = 1,
-               return_trajectory: bool = False):
-        return decode_parts(header, payload, config, scale, return_trajectory)
+               return_trajectory: bool = False, dtype: torch.dtype = torch.float32):
+        return decode_parts(header, payload, config, scale, return_trajectory, dtype)
 
 
 CODEC = register(PifsCodec())
