@@ -2,15 +2,20 @@
 
 The cloud ``X`` is normalised to the unit box (the transform is kept: :class:`Normalisation`), then:
 
-1. **Screening.** ``restarts`` random contractive IFS (:func:`random_ifs`; every other one with a
-   large first map) take ``screen_steps`` Adam steps each on the collage loss and are ranked by
-   it on a fixed sample.
-2. **Fitting.** The ``keep`` best continue for ``steps`` steps; each attractor is sampled by the
-   chaos game (probabilities from :func:`coverage_probabilities`) and scored by its Chamfer
-   distance to the cloud; the best is kept.
-3. **Refinement** of the best with larger samples and a lower learning rate, kept if its
+1. **Starts.** Up to three starts read off the cloud's self-similarity (``self_cover.py``: its
+   largest copy of itself, then maps onto what is left) go first; ``restarts`` random contractive
+   IFS (:func:`random_ifs`; every other one with a large first map) take ``screen_steps`` Adam
+   steps each on the collage loss and are ranked by it on a fixed sample.
+2. **Fitting.** The ``keep`` best continue for ``steps`` steps (self-cover starts at a third of
+   the learning rate: they start near a basin and a large rate walks them out of it); each
+   attractor is sampled by the chaos game (probabilities from :func:`coverage_probabilities`) and
+   scored by its Chamfer distance to the cloud; the best is kept.
+3. **Reseeding** (``reseed_rounds`` rounds): one map of the best replaced by a map onto the cloud
+   points it leaves uncovered (``self_cover.reseeds``), fitted ``steps`` steps at a tenth of the
+   rate, kept if its attractor scores better — the fern's thin stem is found this way.
+4. **Refinement** of the best with larger samples and a lower learning rate, kept if its
    attractor scores better.
-4. **Polish** on the attractor itself: Adam on Chamfer(attractor sample, cloud) through a
+5. **Polish** on the attractor itself: Adam on Chamfer(attractor sample, cloud) through a
    differentiable chaos game (:func:`_polish`), kept if it scores better.
 
 The collage loss (:func:`_cloud_loss`) is the Chamfer distance between ``X`` and ``∪ w_i(S)``
@@ -35,6 +40,7 @@ from scipy.spatial import cKDTree  # the index type
 
 from ..checks import is_int
 from ..errors import ConfigurationError
+from . import self_cover
 from .distances import chamfer, collage_loss, nearest, nearest_index, query_index
 from .model import IFS, apply_maps, check_dimension, check_num_maps, check_s_max, largest_singular_values
 from .render import chaos_game
@@ -102,9 +108,14 @@ class FitOptions:
     s_max: float = 0.95
     hausdorff_weight: float = 0.05
     seed: int = 0
+    self_cover: bool = True
+    reseed_rounds: int = 2
 
     def __post_init__(self):
+        if not isinstance(self.self_cover, bool):
+            raise ConfigurationError(f"self_cover must be True or False, got {self.self_cover!r}")
         for name, low, high in (("restarts", 0, 1000), ("keep", 1, 1000), ("screen_steps", 0, 100_000),
+                                ("reseed_rounds", 0, 100),
                                 ("steps", 0, 100_000), ("refine_steps", 0, 100_000), ("polish_steps", 0, 100_000),
                                 ("subsample", 8, 65_536), ("refine_subsample", 8, 1 << 20),
                                 ("eval_points", 16, 10_000_000), ("seed", 0, 2**63 - 1)):
@@ -230,8 +241,8 @@ def fit_ifs(cloud, num_maps: int, options: FitOptions | None = None,
     num_maps = check_num_maps(num_maps)
     x_all = check_cloud(cloud, num_maps)
     d = check_dimension(x_all.shape[1])
-    if options.restarts == 0 and initial is None:
-        raise ConfigurationError("restarts must be at least 1 without initial maps")
+    if options.restarts == 0 and initial is None and not options.self_cover:
+        raise ConfigurationError("restarts must be at least 1 without initial maps or self-cover starts")
     start = time.perf_counter()
     norm = Normalisation.of(x_all)
     x_unit = norm.to_unit(x_all.double()).float()
@@ -241,18 +252,30 @@ def fit_ifs(cloud, num_maps: int, options: FitOptions | None = None,
     n_eval = min(options.eval_points, M)
     x_cover = x_unit[torch.randperm(M, generator=g)[: min(M, options.refine_subsample)]]
     index = nearest_index(x_unit.double().numpy())
-    # 1. Screening: every restart a few steps, ranked by its collage loss on a fixed sample.
+
+    def maps_score(A, t, seed: int = options.seed) -> float:
+        A, t = torch.as_tensor(A, dtype=torch.float64), torch.as_tensor(t, dtype=torch.float64)
+        return _attractor_score(A, t, coverage_probabilities(A, t, x_cover), x_eval, n_eval, seed=seed)
+
+    # 1. Starts: given maps and self-cover starts first (not screened), then every random restart
+    # a few steps, ranked by its collage loss on a fixed sample. Entries: (rank key, order, model, lr).
     screened = []
     if initial is not None:
         A0, t0 = initial
-        model = _holding(A0, t0, options.s_max)
-        screened.append((-math.inf, -1, model))
+        screened.append((-math.inf, -1, _holding(A0, t0, options.s_max), options.lr))
+    cover = None
+    if options.self_cover:
+        cover = self_cover.prepare(x_unit.double().numpy(), options.s_max, np.random.default_rng(options.seed))
+        for A0, t0 in self_cover.starts(cover, num_maps, maps_score, np.random.default_rng(options.seed)):
+            screened.append((-math.inf, len(screened), _holding(A0, t0, options.s_max), options.lr / 3))
     for r in range(options.restarts):
         model = random_ifs(num_maps, d, x_unit, options.s_max, g, big_map=r % 2 == 1)
         loss = _cloud_loss(model, x_unit, index, options.subsample, options.hausdorff_weight, g)
         _adam(model, options.screen_steps, options.lr, loss, progress)
         with torch.no_grad():
-            screened.append((float(collage_loss(*model()[:2], x_cover)), len(screened), model))
+            screened.append((float(collage_loss(*model()[:2], x_cover)), len(screened), model, options.lr))
+    if not screened:
+        raise ConfigurationError("the cloud has no self-similar copy to start from; use restarts >= 1")
     screened.sort(key=lambda item: item[:2])
     def judge(candidate: IFS, seed: int) -> tuple[float, torch.Tensor]:
         """The candidate's attractor score and the probabilities it was sampled with."""
@@ -262,14 +285,27 @@ def fit_ifs(cloud, num_maps: int, options: FitOptions | None = None,
 
     # 2. The best ones continue; each attractor is then sampled and scored against the cloud.
     scores, best = [], None
-    for rank, (_, _, model) in enumerate(screened[: options.keep]):
+    for rank, (_, _, model, lr) in enumerate(screened[: options.keep]):
         loss = _cloud_loss(model, x_unit, index, options.subsample, options.hausdorff_weight, g)
-        _adam(model, options.steps, options.lr, loss, progress)
+        _adam(model, options.steps, lr, loss, progress)
         score, p = judge(model, options.seed + rank)
         scores.append(score)
         if best is None or score < best[0]:
             best = (score, model, p)
     score, model, p = best
+    # 3. Reseeding: a map moved onto what the IFS leaves uncovered, kept if the attractor improves.
+    for round_ in range(options.reseed_rounds if cover is not None else 0):
+        A, t, _ = model.maps()
+        improved = False
+        for k, (A2, t2) in enumerate(self_cover.reseeds(cover, A.double().numpy(), t.double().numpy(), maps_score)):
+            candidate = _holding(A2, t2, options.s_max)
+            loss = _cloud_loss(candidate, x_unit, index, options.subsample, options.hausdorff_weight, g)
+            _adam(candidate, options.steps, options.lr * 0.1, loss, progress)
+            candidate_score, candidate_p = judge(candidate, options.seed + 5_000 + 10 * round_ + k)
+            if candidate_score < score:
+                model, score, p, improved = candidate, candidate_score, candidate_p, True
+        if not improved:
+            break
     # 3. Refinement of the best against the whole cloud; 4. polish on the attractor itself (the
     # quantity reported). Each is kept only if its attractor scores better.
     stages = []
@@ -417,7 +453,10 @@ def amortised_fit(cloud, encoder, refine_steps: int = 0, options: FitOptions | N
     if refine_steps:
         from dataclasses import replace
 
-        refined = fit_ifs(cloud, encoder.config.num_maps, replace(options, restarts=0, keep=1, steps=refine_steps),
+        # The encoder's maps are the one start: no search of any kind (self-cover starts and
+        # reseeding are searches), so that the time measured is the amortised fit's.
+        refined = fit_ifs(cloud, encoder.config.num_maps,
+                          replace(options, restarts=0, keep=1, steps=refine_steps, self_cover=False),
                           progress, initial=(A, t))
         refined.seconds = time.perf_counter() - start
         return refined
