@@ -28,6 +28,19 @@ def test_fit_writes_a_valid_ifs_file(cloud, tmp_path, capsys):
     assert json.loads(out.read_text())["fit"]["points"] == 5000
 
 
+def test_fit_says_how_it_searched_and_no_self_cover_is_random_restarts_only(cloud, tmp_path, capsys):
+    out, plain = tmp_path / "s.json", tmp_path / "plain.json"
+    assert main(["ifs", "fit", str(cloud), "--maps", "3", "-o", str(out), "--restarts", "1", "--steps", "10"]) == 0
+    assert json.loads(out.read_text())["fit"]["method"] == "self-cover starts and 1 restarts"
+    assert main(["ifs", "fit", str(cloud), "--maps", "3", "-o", str(plain), "--restarts", "1", "--steps", "10",
+                 "--no-self-cover"]) == 0
+    assert json.loads(plain.read_text())["fit"]["method"] == "1 restarts"
+    capsys.readouterr()
+    assert main(["ifs", "fit", str(cloud), "--maps", "3", "-o", str(tmp_path / "e.json"), "--encoder",
+                 "--no-self-cover"]) == 2
+    assert "--no-self-cover applies to fitting from scratch" in capsys.readouterr().err
+
+
 def test_render_an_image_and_points_in_the_ifs_own_coordinates(tmp_path):
     # A Sierpinski triangle moved to x in [10, 30], y in [-5, 12.3]: the rendered points are there.
     A, t, p = SIERPINSKI.maps()

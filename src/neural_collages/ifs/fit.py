@@ -229,6 +229,13 @@ def _attractor_score(A, t, p, x_eval: np.ndarray, points: int, seed: int) -> flo
     return chamfer(y, x_eval)
 
 
+def planned_steps(options: FitOptions) -> int:
+    """The optimisation steps :func:`fit_ifs` takes at most (reseeding stops early when nothing improves)."""
+    reseeding = options.reseed_rounds * self_cover.RESEEDS_PER_ROUND * options.steps if options.self_cover else 0
+    return (options.restarts * options.screen_steps + options.keep * options.steps + reseeding
+            + options.refine_steps + options.polish_steps)
+
+
 def fit_ifs(cloud, num_maps: int, options: FitOptions | None = None,
             progress: Callable[[int], object] | None = None, initial=None) -> FitResult:
     """Fit ``num_maps`` contractive affine maps to ``cloud (M, 2|3)`` (any coordinates); see the module docstring.

@@ -294,8 +294,12 @@ def starts(cloud: _Cloud, num_maps: int, score: Score, rng: np.random.Generator,
     return [(A, t) for _, A, t in found[:count]]
 
 
+#: Proposals :func:`reseeds` returns (each is fitted by ``fit_ifs``).
+RESEEDS_PER_ROUND = 2
+
+
 def reseeds(cloud: _Cloud, A: np.ndarray, t: np.ndarray, score: Score, setting: CoverSetting = SETTINGS[0],
-            count: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
+            count: int = RESEEDS_PER_ROUND) -> list[tuple[np.ndarray, np.ndarray]]:
     """Up to ``count`` IFS that replace one map of ``(A, t)`` by a moment map onto uncovered points and
     score better than ``(A, t)``, best first."""
     maps = list(zip(A, t))

@@ -29,13 +29,16 @@ def add_parser(sub) -> None:
 
     f = ifs_sub.add_parser("fit", help="fit an IFS to a point cloud and save it as ifs.json",
                            description="Read a cloud (.npy, .xyz/.txt, .ply, or an image whose dark pixels are the "
-                           "points), fit --maps contractive affine maps by the collage theorem (random restarts) or "
+                           "points), fit --maps contractive affine maps by the collage theorem (starts read off the "
+                           "cloud's self-similarity, and random restarts) or "
                            "predict them with a trained encoder (--encoder), and write ifs.json (docs/ifs.md).")
     f.add_argument("cloud", type=Path, help="point cloud: .npy, .xyz, .txt, .ply, or .png (dark pixels)")
     f.add_argument("--maps", type=positive_int, default=4, help="number of affine maps, 1-64 (default: %(default)s)")
     f.add_argument("-o", "--output", type=Path, required=True, help="the IFS file to write (.json)")
     f.add_argument("--restarts", type=positive_int, default=None, help="random restarts (default: 24)")
     f.add_argument("--steps", type=int, default=None, help="fitting steps per kept restart (default: 200)")
+    f.add_argument("--no-self-cover", action="store_true",
+                   help="random restarts only: no starts from the cloud's largest copy of itself, no reseeding")
     f.add_argument("--encoder", nargs="?", const="shipped", default=None,
                    help="predict the maps with a trained encoder (a shipped name such as ifs-2d-4maps, or a "
                    ".safetensors file; alone: the shipped one for this dimension and --maps)")
@@ -99,7 +102,7 @@ def run_fit(args) -> int:
     from tqdm import tqdm
 
     from ...ifs.encoder import find_encoder, load_encoder
-    from ...ifs.fit import FitOptions, amortised_fit, check_cloud, fit_ifs
+    from ...ifs.fit import FitOptions, amortised_fit, check_cloud, fit_ifs, planned_steps
     from ...ifs.io import read_cloud, write_ifs
     from ...ifs.model import check_num_maps
 
@@ -118,6 +121,10 @@ def run_fit(args) -> int:
         kwargs["keep"] = min(4, args.restarts)
     if args.steps is not None:
         kwargs["steps"] = args.steps
+    if args.no_self_cover:
+        if args.encoder is not None:
+            raise ConfigurationError("--no-self-cover applies to fitting from scratch; --encoder never searches")
+        kwargs["self_cover"] = False
     options = FitOptions(**kwargs)
     if args.encoder is not None:
         spec = None if args.encoder == "shipped" else args.encoder
@@ -128,11 +135,10 @@ def run_fit(args) -> int:
             result = amortised_fit(cloud, encoder, args.refine, options, progress=bar.update)
         how = f"encoder + {args.refine} refinement steps"
     else:
-        total = (options.restarts * options.screen_steps + options.keep * options.steps + options.refine_steps
-                 + options.polish_steps)
-        with tqdm(total=total, desc="ifs fit", unit="step", leave=False) as bar:
+        with tqdm(total=planned_steps(options), desc="ifs fit", unit="step", leave=False) as bar:
             result = fit_ifs(cloud, args.maps, options, progress=bar.update)
-        how = f"{options.restarts} restarts"
+        how = f"self-cover starts and {options.restarts} restarts" if options.self_cover else \
+            f"{options.restarts} restarts"
     A, t, p = result.maps_in_cloud_coordinates()
     scale = result.normalisation.scale
     fit = {"cloud": args.cloud.name, "points": int(cloud.shape[0]), "method": how, "seconds": round(result.seconds, 3),
