@@ -231,7 +231,7 @@ def _attractor_score(A, t, p, x_eval: np.ndarray, points: int, seed: int) -> flo
 
 def planned_steps(options: FitOptions) -> int:
     """The optimisation steps :func:`fit_ifs` takes at most (reseeding stops early when nothing improves)."""
-    reseeding = options.reseed_rounds * self_cover.RESEEDS_PER_ROUND * options.steps if options.self_cover else 0
+    reseeding = options.reseed_rounds * self_cover.RESEEDS_PER_ROUND * options.steps
     return (options.restarts * options.screen_steps + options.keep * options.steps + reseeding
             + options.refine_steps + options.polish_steps)
 
@@ -271,8 +271,9 @@ def fit_ifs(cloud, num_maps: int, options: FitOptions | None = None,
         A0, t0 = initial
         screened.append((-math.inf, -1, _holding(A0, t0, options.s_max), options.lr))
     cover = None
-    if options.self_cover:
+    if options.self_cover or options.reseed_rounds:
         cover = self_cover.prepare(x_unit.double().numpy(), options.s_max, np.random.default_rng(options.seed))
+    if options.self_cover:
         for A0, t0 in self_cover.starts(cover, num_maps, maps_score, np.random.default_rng(options.seed)):
             screened.append((-math.inf, len(screened), _holding(A0, t0, options.s_max), options.lr / 3))
     for r in range(options.restarts):
@@ -301,7 +302,7 @@ def fit_ifs(cloud, num_maps: int, options: FitOptions | None = None,
             best = (score, model, p)
     score, model, p = best
     # 3. Reseeding: a map moved onto what the IFS leaves uncovered, kept if the attractor improves.
-    for round_ in range(options.reseed_rounds if cover is not None else 0):
+    for round_ in range(options.reseed_rounds):
         A, t, _ = model.maps()
         improved = False
         for k, (A2, t2) in enumerate(self_cover.reseeds(cover, A.double().numpy(), t.double().numpy(), maps_score)):
@@ -442,8 +443,8 @@ def amortised_fit(cloud, encoder, refine_steps: int = 0, options: FitOptions | N
 
     ``encoder`` is an :class:`~neural_collages.ifs.encoder.IFSEncoder`; the number of maps and the
     dimension are its own. With ``refine_steps`` > 0 the prediction is the one start of
-    :func:`fit_ifs` (no random restarts): ``refine_steps`` fitting steps, then the refinement and
-    attractor polish stages of ``options``.
+    :func:`fit_ifs` (no random restarts, no self-cover starts): ``refine_steps`` fitting steps, then
+    the reseeding, refinement and attractor polish stages of ``options``.
     """
     from .encoder import predict_maps
 
@@ -460,8 +461,8 @@ def amortised_fit(cloud, encoder, refine_steps: int = 0, options: FitOptions | N
     if refine_steps:
         from dataclasses import replace
 
-        # The encoder's maps are the one start: no search of any kind (self-cover starts and
-        # reseeding are searches), so that the time measured is the amortised fit's.
+        # The encoder's maps are the one start: no random restarts, no self-cover starts; the
+        # local stages (steps, reseeding, refinement, polish) refine it.
         refined = fit_ifs(cloud, encoder.config.num_maps,
                           replace(options, restarts=0, keep=1, steps=refine_steps, self_cover=False),
                           progress, initial=(A, t))

@@ -125,6 +125,7 @@ def run_fit(args) -> int:
         if args.encoder is not None:
             raise ConfigurationError("--no-self-cover applies to fitting from scratch; --encoder never searches")
         kwargs["self_cover"] = False
+        kwargs["reseed_rounds"] = 0
     options = FitOptions(**kwargs)
     if args.encoder is not None:
         spec = None if args.encoder == "shipped" else args.encoder
