@@ -74,3 +74,12 @@ def timed(fn, repeats: int):
         result = fn()
         times.append(time.perf_counter() - t0)
     return result, statistics.median(times)
+
+
+def png_images(folder: Path, limit: int | None = None) -> list[Path]:
+    """The first ``limit`` PNG files of ``folder`` by name; with none, a message and exit status 2."""
+    paths = sorted(Path(folder).glob("*.png"))[:limit]
+    if not paths:
+        print(f"no PNG images in {folder}", file=sys.stderr)
+        raise SystemExit(2)
+    return paths

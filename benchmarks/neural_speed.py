@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from benchmarks._common import timed  # noqa: E402
+from benchmarks._common import png_images, timed  # noqa: E402
 from neural_collages.codecs import decompress, neural, pifs  # noqa: E402
 from neural_collages.imaging.io import load_image  # noqa: E402
 
@@ -39,10 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "neural_speed.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    paths = sorted(args.images.glob("*.png"))[: args.limit]
-    if not paths:
-        print(f"no PNG images in {args.images}", file=sys.stderr)
-        return 2
+    paths = png_images(args.images, args.limit)
     qualities = neural.available_qualities("photo")
     for q in qualities:  # load the models before timing
         neural.load_named_model(neural.model_name("photo", q))

@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from benchmarks._common import png_images  # noqa: E402
 from neural_collages.codecs import pifs  # noqa: E402
 from neural_collages.imaging.io import load_image  # noqa: E402
 from neural_collages.core.quadtree import QuadtreeCollage  # noqa: E402
@@ -100,10 +101,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pifs_speed.json")
     args = parser.parse_args(argv)
-    files = sorted(args.images.glob("*.png"))[: args.limit]
-    if not files:
-        print(f"no PNG images in {args.images}", file=sys.stderr)
-        return 2
+    files = png_images(args.images, args.limit)
     torch.set_num_threads(args.threads)
     config = pifs.PifsConfig(quality=args.quality)
     rows = []

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from benchmarks._common import BENCH, DEFAULT_IMAGES, dumps  # noqa: E402
+from benchmarks._common import BENCH, DEFAULT_IMAGES, dumps, png_images  # noqa: E402
 from neural_collages.codecs import compress, decompress  # noqa: E402
 from neural_collages.imaging.io import atomic_write_bytes, load_image, to_uint8  # noqa: E402
 from neural_collages.imaging.metrics import psnr  # noqa: E402
@@ -130,10 +130,7 @@ def main(argv=None) -> int:
                    help="the figure's crop of the true image (pixels)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    paths = sorted(args.images.glob("*.png"))[: args.limit]
-    if not paths:
-        print(f"no PNG images in {args.images}", file=sys.stderr)
-        return 2
+    paths = png_images(args.images, args.limit)
     rows, shown = [], None
     for path in paths:
         truth = load_image(path).float()

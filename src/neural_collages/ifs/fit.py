@@ -260,9 +260,17 @@ def fit_ifs(cloud, num_maps: int, options: FitOptions | None = None,
     x_cover = x_unit[torch.randperm(M, generator=g)[: min(M, options.refine_subsample)]]
     index = nearest_index(x_unit.double().numpy())
 
-    def maps_score(A, t, seed: int = options.seed) -> float:
+    def scored(A, t, seed: int) -> tuple[float, torch.Tensor]:
+        """The attractor score of maps ``(A, t)`` and the probabilities it was sampled with."""
         A, t = torch.as_tensor(A, dtype=torch.float64), torch.as_tensor(t, dtype=torch.float64)
-        return _attractor_score(A, t, coverage_probabilities(A, t, x_cover), x_eval, n_eval, seed=seed)
+        p = coverage_probabilities(A, t, x_cover)
+        return _attractor_score(A, t, p, x_eval, n_eval, seed=seed), p
+
+    def maps_score(A, t) -> float:  # what self-cover ranks its starts and reseeds by
+        return scored(A, t, options.seed)[0]
+
+    def judge(candidate: IFS, seed: int) -> tuple[float, torch.Tensor]:
+        return scored(*candidate.maps()[:2], seed)
 
     # 1. Starts: given maps and self-cover starts first (not screened), then every random restart
     # a few steps, ranked by its collage loss on a fixed sample. Entries: (rank key, order, model, lr).
@@ -285,11 +293,6 @@ def fit_ifs(cloud, num_maps: int, options: FitOptions | None = None,
     if not screened:
         raise ConfigurationError("the cloud has no self-similar copy to start from; use restarts >= 1")
     screened.sort(key=lambda item: item[:2])
-    def judge(candidate: IFS, seed: int) -> tuple[float, torch.Tensor]:
-        """The candidate's attractor score and the probabilities it was sampled with."""
-        A, t, _ = candidate.maps()
-        p = coverage_probabilities(A, t, x_cover)
-        return _attractor_score(A, t, p, x_eval, n_eval, seed=seed), p
 
     # 2. The best ones continue; each attractor is then sampled and scored against the cloud.
     scores, best = [], None
@@ -314,7 +317,7 @@ def fit_ifs(cloud, num_maps: int, options: FitOptions | None = None,
                 model, score, p, improved = candidate, candidate_score, candidate_p, True
         if not improved:
             break
-    # 3. Refinement of the best against the whole cloud; 4. polish on the attractor itself (the
+    # 4. Refinement of the best against the whole cloud; 5. polish on the attractor itself (the
     # quantity reported). Each is kept only if its attractor scores better.
     stages = []
     if options.refine_steps:

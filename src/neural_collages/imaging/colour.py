@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from ..errors import ConfigurationError
+from .tensors import empty_image
 
 
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
@@ -88,16 +89,12 @@ def planes_to_rgb_in_strips(
     large the output. Upsampling reads one chroma row above and below, so each strip takes a
     one-row halo: every pixel is computed exactly as in a whole-image conversion (bit-identical).
 
-    ``dtype`` is that of ``convert``'s output. A ``torch.uint8`` image is returned as a ``(3, H, W)``
-    view of an ``(H, W, 3)`` buffer: the layout image files use, so saving it needs no copy.
+    ``dtype`` is that of ``convert``'s output (the image is allocated by :func:`empty_image`).
     """
     if factor not in (1, 2):
         raise ConfigurationError(f"chroma factor must be 1 or 2, got {factor!r}")
     H, W = size
-    if dtype == torch.uint8:
-        out = torch.empty(H, W, 3, dtype=dtype).permute(2, 0, 1)
-    else:
-        out = torch.empty(3, H, W, dtype=dtype)
+    out = empty_image(3, H, W, dtype)
     if isinstance(chroma, (tuple, list)):
         if len(chroma) != 2 or chroma[0].shape != chroma[1].shape:
             raise ConfigurationError("chroma must be a (2, h, w) tensor or two (h, w) planes of one size")

@@ -15,6 +15,14 @@ from ..checks import pair, positive_int
 from ..errors import ConfigurationError
 
 
+def empty_image(channels: int, height: int, width: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """An uninitialised ``(C, H, W)`` image; ``uint8`` ones are views of an ``(H, W, C)`` buffer, the
+    layout image files hold, so that saving one needs no copy."""
+    if dtype == torch.uint8:
+        return torch.empty(height, width, channels, dtype=dtype).permute(2, 0, 1)
+    return torch.empty(channels, height, width, dtype=dtype)
+
+
 def _pad_index(size: int, padded: int, mode: str) -> torch.Tensor:
     idx = torch.arange(padded)
     if mode == "replicate" or size == 1:

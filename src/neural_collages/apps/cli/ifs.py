@@ -123,7 +123,7 @@ def run_fit(args) -> int:
         kwargs["steps"] = args.steps
     if args.no_self_cover:
         if args.encoder is not None:
-            raise ConfigurationError("--no-self-cover applies to fitting from scratch; --encoder never searches")
+            raise ConfigurationError("--no-self-cover applies to fitting from scratch, not to --encoder (its prediction is the start)")
         kwargs["self_cover"] = False
         kwargs["reseed_rounds"] = 0
     options = FitOptions(**kwargs)

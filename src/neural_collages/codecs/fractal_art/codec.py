@@ -25,6 +25,7 @@ from ...core.codes import DenseCode
 from ...core.decode import require_contraction
 from ...core.pooling import average_pool
 from ...errors import ConfigurationError, FormatError
+from ...imaging.tensors import empty_image
 from ..base import check_decode_scale, check_output_dtype, register, to_8bit_levels
 from .config import ArtConfig
 
@@ -162,9 +163,7 @@ def render_levels(art: ArtCode, scale: int = 1, dtype: torch.dtype = torch.float
             for i, window in enumerate(_windows(bands, kernel[0])):
                 pooled[:, :, i : i + 1] = average_pool(window, kernel, kernel)
             buffer = pooled.flatten(2)
-        # uint8 channels-last, as image files hold it (saving then needs no copy)
-        out = (torch.empty(scale * H, scale * W, art.channels, dtype=dtype).permute(2, 0, 1) if dtype == torch.uint8
-               else torch.empty(art.channels, scale * H, scale * W))
+        out = empty_image(art.channels, scale * H, scale * W, dtype)
         for top, band in step.dense_bands(op, buffer, art.code, scale):
             if top < scale * H:
                 out[:, top : top + band.shape[2]] = to_8bit_levels(band[0, :, : scale * H - top, : scale * W], 255,
