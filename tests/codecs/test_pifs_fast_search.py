@@ -1,4 +1,4 @@
-"""PIFS with the fast (short-list) domain search: ordinary files, windows mapped back exactly, close to exhaustive."""
+"""PIFS with the fast (clustered) domain search: ordinary files, windows mapped back exactly, close to exhaustive."""
 
 import pytest
 import torch
@@ -7,9 +7,8 @@ from neural_collages.assets import sample_image_path
 from neural_collages.codecs import compress, decompress
 from neural_collages.codecs.pifs import analysis
 from neural_collages.codecs.pifs.config import PifsConfig
-from neural_collages.core.fast_search import ShortlistSettings
+from neural_collages.core.fast_search import ClusterSearchSettings
 from neural_collages.core.quadtree import QuadtreeCollage
-from neural_collages.core.search import best_affine_matches
 from neural_collages.errors import ConfigurationError
 from neural_collages.imaging.io import load_image
 from neural_collages.imaging.metrics import psnr
@@ -18,8 +17,8 @@ pytest.importorskip("faiss")
 CONFIG = PifsConfig()
 
 
-#: Always use the index, even for the sample image (whose exact search would be cheap).
-INDEXED = ShortlistSettings(exact_below=0, list_size=64)
+#: Small lists, so that every level of the sample image is clustered.
+INDEXED = ClusterSearchSettings(list_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +45,7 @@ def _small_windows(monkeypatch, margin):
 def test_window_results_name_the_planes_own_candidates_inside_each_window(luma, monkeypatch):
     _small_windows(monkeypatch, 64)
     qt = QuadtreeCollage(luma.shape, CONFIG.block_sizes, CONFIG.domain_strides)
-    levels = analysis._analyse_windows(luma, qt, CONFIG, best_affine_matches, None)
+    levels = analysis._analyse_windows(luma, qt, CONFIG, analysis.exhaustive_match, None)
     x = luma.reshape(1, 1, *luma.shape)
     for op, n, la in zip(qt.operators, CONFIG.block_sizes, levels):
         ranges = op.ranges(x)[0, 0]
@@ -93,3 +92,17 @@ def test_bad_search_choices_are_refused(photo):
         compress(photo, "pifs", 4, search="quick")
     with pytest.raises(ConfigurationError, match="pifs codec only"):
         compress(photo, "neural", search="fast")
+
+
+def test_fast_analyses_report_the_fits_of_the_candidates_they_name(luma, indexed):
+    """The clustered search names (domain, isometry) itself; as candidate numbers of the level's
+    operator they must fit exactly as reported (sxy, sxx of that candidate)."""
+    qt = QuadtreeCollage(luma.shape, CONFIG.block_sizes, CONFIG.domain_strides)
+    x = luma.reshape(1, 1, *luma.shape)
+    for op, la in zip(qt.operators, analysis.analyse_plane(luma, qt, CONFIG, search="fast")):
+        fitted = la.sxx > 0
+        ranges = op.ranges(x)[0, 0][fitted]
+        chosen = op.candidates(x)[0, 0][la.candidate[fitted]]
+        torch.testing.assert_close(((ranges - ranges.mean(-1, keepdim=True)) * chosen).sum(-1), la.sxy[fitted],
+                                   rtol=1e-4, atol=1e-2)
+        torch.testing.assert_close(chosen.pow(2).sum(-1), la.sxx[fitted], rtol=1e-4, atol=1e-2)

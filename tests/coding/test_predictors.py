@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from neural_collages.coding.predictors import (
+    NeighbourMeanGrid,
     med_predict,
     med_reconstruct_row,
     med_residuals,
@@ -174,3 +175,18 @@ def test_neighbour_mean_returns_a_python_int_for_numpy_maps():
     means = np.full((2, 2), 9, dtype=np.int32)
     out = neighbour_mean_prediction(means, 4, 4, 4, 4)
     assert type(out) is int and out == 9
+
+
+def test_the_list_grid_predicts_as_the_array_function():
+    rng = np.random.default_rng(0)
+    grid = NeighbourMeanGrid(32, 48, 4)
+    means = np.zeros((8, 12), dtype=np.int64)
+    for _ in range(200):
+        n = int(rng.choice([4, 8, 16]))
+        y, x = int(rng.integers(0, 32 // n)) * n, int(rng.integers(0, 48 // n)) * n
+        assert grid.predict(y, x, n) == neighbour_mean_prediction(means, 4, y, x, n)
+        value = int(rng.integers(0, 256))
+        grid.set(y, x, n, value)
+        means[y // 4 : (y + n) // 4, x // 4 : (x + n) // 4] = value
+    assert grid.rows == means.tolist()
+    assert NeighbourMeanGrid(8, 8, 4, empty=77).predict(0, 0, 8) == 77

@@ -441,3 +441,16 @@ def test_banded_dense_step_of_large_outputs_matches_the_reference(name, band_val
     with torch.no_grad():
         banded = op.step(z, code, scale=2)
     torch.testing.assert_close(banded, reference_step(op, z, code, 2))
+
+
+@pytest.mark.parametrize("centred", [False, True])
+def test_domain_cells_are_the_identity_candidates(centred):
+    """What a search that handles isometries itself reads: candidate d·8 (identity) of every domain."""
+    op = CollageOperator(size=(16, 24), channels=2, range_size=4, domain_size=(8, 16), domain_stride=4,
+                         isometries=range(8), centred=centred)
+    x = torch.rand(3, 2, 16, 24)
+    cand = op.candidates(x)
+    assert torch.equal(op.domain_cells(x), cand[:, :, : op.num_domains * 8 : 8])
+    with pytest.raises(ConfigurationError, match="identity"):
+        CollageOperator(size=(8, 8), channels=1, range_size=2, domain_size=4, isometries=["rot90"]).domain_cells(
+            torch.rand(1, 1, 8, 8))

@@ -274,3 +274,9 @@ def test_tables_are_built_once_and_cached():
     assert op.tables(1) is not op.tables(2)
     with pytest.raises(ConfigurationError):
         op.tables(0)
+
+
+@pytest.mark.parametrize("size,cell,stride", [((16, 24), (4, 4), (2, 4)), ((8, 8), (8, 8), (1, 1)), ((6, 9), (4, 4), (3, 2))])
+def test_origin_table_lists_the_origins(size, cell, stride):
+    lattice = DomainLattice(size, cell, stride, (2, 2))
+    assert lattice.origin_table().tolist() == [list(o) for o in lattice.origins()]

@@ -34,13 +34,19 @@ def border_masks(leaves: Iterable[tuple[int, int, int]], size: tuple[int, int], 
     ``(H/cell, W/cell)``, true where a block border runs along the left side of a unit, and
     ``horizontal`` likewise along its top. The image's own edges are not borders.
     """
-    vertical, horizontal = _empty_masks(size, cell)
-    for y, x, n in leaves:
-        r0, r1, c0, c1 = y // cell, (y + n) // cell, x // cell, (x + n) // cell
-        vertical[r0:r1, c0] = True
-        horizontal[r0, c0:c1] = True
-    vertical[:, 0] = False
-    horizontal[0, :] = False
+    _empty_masks(size, cell)
+    table = torch.tensor([tuple(leaf) for leaf in leaves], dtype=torch.long).reshape(-1, 3) // cell
+    # Label every unit with its block, one block size at a time; borders are where labels change.
+    label = torch.full((size[0] // cell, size[1] // cell), -1, dtype=torch.long)
+    for n in torch.unique(table[:, 2]).tolist():
+        ids = (table[:, 2] == n).nonzero()[:, 0]
+        steps = torch.arange(n)
+        rows = (table[ids, 0, None] + steps)[:, :, None].expand(-1, n, n)
+        cols = (table[ids, 1, None] + steps)[:, None, :].expand(-1, n, n)
+        label[rows, cols] = ids[:, None, None].expand(-1, n, n)
+    vertical, horizontal = torch.zeros_like(label, dtype=torch.bool), torch.zeros_like(label, dtype=torch.bool)
+    vertical[:, 1:] = label[:, 1:] != label[:, :-1]
+    horizontal[1:, :] = label[1:, :] != label[:-1, :]
     return vertical, horizontal
 
 

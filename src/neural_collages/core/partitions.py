@@ -107,6 +107,13 @@ class DomainLattice:
         sh, sw = self.stride
         return [(i * sh, j * sw) for i in range(rows) for j in range(cols)]
 
+    def origin_table(self) -> torch.Tensor:
+        """:meth:`origins` as an ``(N, 2)`` int64 tensor (built without a Python loop)."""
+        rows, cols = (max(0, n) for n in self.grid)
+        i = torch.arange(rows).repeat_interleave(cols) * self.stride[0]
+        j = torch.arange(cols).repeat(rows) * self.stride[1]
+        return torch.stack([i, j], dim=1)
+
     def pooled_stride(self, scale: int) -> tuple[int, int]:
         """Stride of the pooled buffer at ``scale``.
 
@@ -238,7 +245,7 @@ def build_candidate_tables(
         cols = torch.arange(pw) * (aw // tw)
         local = rows[:, None] * bw + cols[None, :]  # (ph, pw)
         locals_.append(torch.stack([apply_isometry(local, iso).reshape(P) for iso in isometries]))
-        origins = torch.tensor(lattice.origins(), dtype=torch.long).reshape(-1, 2) * scale
+        origins = lattice.origin_table() * scale
         starts.append((origins[:, 0] // th) * bw + origins[:, 1] // tw + offset)
         lattice_ids.append(torch.full((len(origins),), g, dtype=torch.long))
         offset += bh * bw

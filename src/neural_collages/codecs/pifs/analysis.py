@@ -7,13 +7,11 @@ any quantised scale follows), so a sweep over qualities searches an image once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
-
 import torch
 
 from ... import limits
 from ...core.quadtree import QuadtreeCollage
-from ...core.fast_search import ShortlistSettings, shortlist_affine_matches
+from ...core.fast_search import NUM_POSES, ClusterSearchSettings, cluster_affine_matches, pose_permutations
 from ...core.search import Progress, best_affine_matches
 from ...errors import ConfigurationError
 from ...imaging.colour import downsample_2x, rgb_to_ycbcr
@@ -94,7 +92,7 @@ FAST_WINDOW = 1024
 FAST_TILE = 768
 FAST_MARGIN = 128
 #: How hard the fast search looks in each window.
-FAST_SETTINGS = ShortlistSettings()
+FAST_SETTINGS = ClusterSearchSettings()
 
 
 def analyse_plane(plane: torch.Tensor, qt: QuadtreeCollage, config: PifsConfig,
@@ -102,14 +100,29 @@ def analyse_plane(plane: torch.Tensor, qt: QuadtreeCollage, config: PifsConfig,
     """Search every level of the quadtree for one padded plane ``(H, W)`` in 8-bit units."""
     if search not in SEARCHES:
         raise ConfigurationError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
-    if search == "exhaustive":
-        match = best_affine_matches
-    else:
-        match = partial(shortlist_affine_matches, settings=FAST_SETTINGS)
-        if max(plane.shape) > FAST_WINDOW:
-            return _analyse_windows(plane, qt, config, match, progress)
+    match = exhaustive_match if search == "exhaustive" else cluster_match
+    if search == "fast" and max(plane.shape) > FAST_WINDOW:
+        return _analyse_windows(plane, qt, config, match, progress)
     return [_analyse_level(plane, op, usable, config, match, progress)
             for op, usable in zip(qt.operators, usable_levels(plane.shape, config))]
+
+
+def exhaustive_match(op, x, ranges, s_max, progress):
+    """Every candidate of ``op`` scored: ``(candidate, scale, chosen candidate blocks)``."""
+    cands = op.candidates(x)[0, 0].detach()
+    idx, s, _ = best_affine_matches(ranges, cands, s_max, progress=progress)
+    return idx, s, cands[idx]
+
+
+def cluster_match(op, x, ranges, s_max, progress):
+    """:func:`~neural_collages.core.fast_search.cluster_affine_matches` on ``op``'s domains, with
+    its (domain, isometry) pairs as ``op``'s candidate numbers."""
+    if op.isometries != list(range(NUM_POSES)) or op.num_aux:
+        return exhaustive_match(op, x, ranges, s_max, progress)
+    cells = op.domain_cells(x)[0, 0].detach()
+    domain, iso, s, _ = cluster_affine_matches(ranges, cells, s_max, FAST_SETTINGS, progress=progress)
+    perm = pose_permutations(op.range_size[0])[0]
+    return domain * NUM_POSES + iso, s, cells[domain].gather(1, perm[iso])
 
 
 def _analyse_level(plane, op, usable: bool, config: PifsConfig, match, progress, rows=None) -> LevelAnalysis:
@@ -128,13 +141,11 @@ def _analyse_level(plane, op, usable: bool, config: PifsConfig, match, progress,
     sxx = torch.zeros(R, dtype=centred.dtype)
     active = (syy > config.flat_variance * P).nonzero()[:, 0] if usable else torch.zeros(0, dtype=torch.long)
     if active.numel():
-        cands = op.candidates(x)[0, 0].detach()
-        idx, s, _ = match(centred[active], cands, config.s_max, progress=progress)
-        chosen = cands[idx]
+        idx, s, chosen = match(op, x, centred[active], config.s_max, progress)
         scale[active], candidate[active] = s, idx
         sxy[active] = (centred[active] * chosen).sum(-1)
         sxx[active] = chosen.pow(2).sum(-1)
-        del cands, chosen
+        del chosen
     if progress is not None:
         progress(R - active.numel())
     return LevelAnalysis(mean, scale, candidate, syy, sxy, sxx, op.num_domains)

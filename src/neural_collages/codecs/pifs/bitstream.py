@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ...coding.predictors import neighbour_mean_prediction
+from ...coding.predictors import NeighbourMeanGrid
 from ...coding.streams import StreamSpec, decode_streams
 from ...core.codes import SparseCode
 from ...core.quadtree import Quadtree
@@ -55,10 +55,13 @@ class PlaneSymbols:
 
 
 def plane_symbols(tree: Quadtree, fractal, analyses: list[LevelAnalysis], config: PifsConfig) -> PlaneSymbols:
-    """Symbols of a decided quadtree, with closed-loop DPCM of the means (as the decoder will see them)."""
+    """Symbols of a decided quadtree, with closed-loop DPCM of the means (as the decoder will see them).
+
+    The loop runs on plain Python lists (a tensor or array element per leaf costs ~10x more).
+    """
     H, W = tree.image_size
     cell = config.block_sizes[-1]
-    mean_map = np.zeros((H // cell, W // cell), dtype=np.int64)
+    grid = NeighbourMeanGrid(H, W, cell)
     levels = len(config.block_sizes)
     scales: list[list[int]] = [[] for _ in range(levels)]
     domains: list[list[int]] = [[] for _ in range(levels)]
@@ -66,25 +69,27 @@ def plane_symbols(tree: Quadtree, fractal, analyses: list[LevelAnalysis], config
     residuals: list[int] = []
     values: list[int] = []
     step, limit = config.mean_step, config.mean_levels
-    quantised = [a.quantised(config)[0] for a in analyses]
+    quantised = [a.quantised(config)[0].tolist() for a in analyses]
+    candidates = [a.candidate.tolist() for a in analyses]
+    means = [a.mean.tolist() for a in analyses]
+    coded = [f.reshape(-1).tolist() for f in fractal]
     for leaf in tree.leaves:
         n = config.block_sizes[leaf.level]
         r = (leaf.y // n) * (W // n) + leaf.x // n
-        a = analyses[leaf.level]
-        if bool(fractal[leaf.level][leaf.y // n, leaf.x // n]):
-            q = int(quantised[leaf.level][r])
-            cand = int(a.candidate[r])
+        if coded[leaf.level][r]:
+            q = quantised[leaf.level][r]
+            cand = candidates[leaf.level][r]
             domains[leaf.level].append(cand // NUM_ISOMETRIES)
             isos.append(cand % NUM_ISOMETRIES)
         else:
             q = 0
         scales[leaf.level].append(q)
-        pred = neighbour_mean_prediction(mean_map, cell, leaf.y, leaf.x, n)
-        residual = int(np.clip(np.round((float(a.mean[r]) - pred) / step), -limit, limit))
+        pred = grid.predict(leaf.y, leaf.x, n)
+        residual = min(limit, max(-limit, round((means[leaf.level][r] - pred) / step)))
         value = pred + residual * step
         residuals.append(residual)
         values.append(value)
-        mean_map[leaf.y // cell : (leaf.y + n) // cell, leaf.x // cell : (leaf.x + n) // cell] = value
+        grid.set(leaf.y, leaf.x, n, value)
     return PlaneSymbols(tree, tree.split_flags(), scales, domains, isos, residuals, values)
 
 
@@ -127,13 +132,13 @@ def decode_planes(width: int, height: int, channels: int, payload: bytes, config
         # Means: DPCM in coding order, integer arithmetic.
         H, W = layout.padded
         cell = config.block_sizes[-1]
-        mean_map = np.zeros((H // cell, W // cell), dtype=np.int64)
-        means = np.empty(len(tree.leaves), dtype=np.int64)
-        for i, leaf in enumerate(tree.leaves):
+        grid = NeighbourMeanGrid(H, W, cell)
+        means = []
+        for leaf, residual in zip(tree.leaves, residuals.tolist()):
             n = config.block_sizes[leaf.level]
-            value = neighbour_mean_prediction(mean_map, cell, leaf.y, leaf.x, n) + int(residuals[i]) * config.mean_step
-            means[i] = value
-            mean_map[leaf.y // cell : (leaf.y + n) // cell, leaf.x // cell : (leaf.x + n) // cell] = value
+            value = grid.predict(leaf.y, leaf.x, n) + residual * config.mean_step
+            means.append(value)
+            grid.set(leaf.y, leaf.x, n, value)
         # Candidates: walk the leaves in coding order; fractal leaves take the next isometry
         # (one stream for all levels) and the next domain of their level.
         counts = [0] * levels
@@ -144,7 +149,10 @@ def decode_planes(width: int, height: int, channels: int, payload: bytes, config
                 raise FormatError(f"plane {p}: level {level} has {counts[level]} blocks but {len(scales[level])} scales")
             if not usable[level] and bool((scales[level] != 0).any()):
                 raise FormatError(f"plane {p}: level {level} cannot have fractal blocks in a plane this small")
-        cands = [np.zeros(counts[level], dtype=np.int64) for level in range(levels)]
+        cands = [[0] * counts[level] for level in range(levels)]
+        scale_lists = [s.tolist() for s in scales]
+        domain_lists = [d.tolist() for d in domains]
+        iso_list = isos.tolist()
         level_pos = [0] * levels
         dom_pos = [0] * levels
         iso_pos = 0
@@ -152,17 +160,17 @@ def decode_planes(width: int, height: int, channels: int, payload: bytes, config
             level = leaf.level
             j = level_pos[level]
             level_pos[level] += 1
-            if scales[level][j] == 0:
+            if scale_lists[level][j] == 0:
                 continue
-            if iso_pos >= len(isos) or dom_pos[level] >= len(domains[level]):
+            if iso_pos >= len(iso_list) or dom_pos[level] >= len(domain_lists[level]):
                 raise FormatError(f"plane {p}: more fractal blocks than coded domains or isometries")
-            cands[level][j] = int(domains[level][dom_pos[level]]) * NUM_ISOMETRIES + int(isos[iso_pos])
+            cands[level][j] = domain_lists[level][dom_pos[level]] * NUM_ISOMETRIES + iso_list[iso_pos]
             dom_pos[level] += 1
             iso_pos += 1
         if iso_pos != len(isos) or any(dom_pos[l] != len(domains[l]) for l in range(levels)):
             raise FormatError(f"plane {p}: coded domains or isometries left over")
         leaf_means = [[] for _ in range(levels)]
-        for leaf, value in zip(tree.leaves, means.tolist()):
+        for leaf, value in zip(tree.leaves, means):
             leaf_means[leaf.level].append(value)
         sparse = []
         for level in range(levels):
@@ -170,7 +178,7 @@ def decode_planes(width: int, height: int, channels: int, payload: bytes, config
             if R == 0:
                 sparse.append(None)
                 continue
-            index = torch.from_numpy(cands[level]).reshape(1, 1, R, 1)
+            index = torch.tensor(cands[level], dtype=torch.long).reshape(1, 1, R, 1)
             q = scales[level].astype(np.float32) * np.float32(config.s_step)
             scale = torch.from_numpy(q).reshape(1, 1, R, 1)
             bias = torch.tensor(leaf_means[level], dtype=torch.float32).reshape(1, 1, R)

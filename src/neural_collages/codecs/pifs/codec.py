@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from ...coding.container import ContainerHeader, pack, unpack
 from ...coding.streams import encode_streams
-from ...core.deblock import deblock
+from ...core.deblock import border_masks, deblock_borders
 from ...core.quadtree import QuadtreeCollage
 from ...errors import ConfigurationError, FormatError
 from ...imaging.colour import planes_to_rgb_in_strips, ycbcr_to_rgb
@@ -110,8 +110,10 @@ def best_deblock(image: torch.Tensor, width: int, height: int, channels: int, pa
     header = ContainerHeader("pifs", width, height, channels, config.to_params())
     target = to_8bit_levels(image.to(torch.float32), 255.0)
     best, best_err = 0, None
+    masks = [_masks(tree, z.shape[-2:], config, 1) for z, tree, _ in planes]  # once, not per preset
     for preset in (0, *DEBLOCK_PRESETS):
-        filtered = [_deblocked(z, tree, layout, config, preset, 1, in_place=False) for z, tree, layout in planes]
+        filtered = [_deblocked(z, tree, layout, config, preset, 1, in_place=False, masks=m)
+                    for (z, tree, layout), m in zip(planes, masks)]
         err = float((_planes_to_image(filtered, header, 1) - target).double().pow(2).sum())
         if best_err is None or err < best_err:
             best, best_err = preset, err
@@ -130,13 +132,21 @@ def _decoded_planes(width, height, channels, payload, config, scale, return_traj
     return out
 
 
-def _deblocked(z: torch.Tensor, tree, layout, config: PifsConfig, preset: int, scale: int, in_place: bool):
+def _masks(tree, shape, config: PifsConfig, scale: int):
+    """The quadtree's block borders (:func:`~neural_collages.core.deblock.border_masks`) for an ``s×`` plane."""
+    leaves = [(leaf.y, leaf.x, config.block_sizes[leaf.level]) for leaf in tree.leaves]
+    return border_masks(leaves, (shape[0] // scale, shape[1] // scale), config.block_sizes[-1])
+
+
+def _deblocked(z: torch.Tensor, tree, layout, config: PifsConfig, preset: int, scale: int, in_place: bool,
+               masks=None):
     """A plane ``(1, 1, s·H, s·W)`` iterate, deblocked by ``preset`` and cropped to the plane's size."""
     plane = z[0, 0]
     if preset:
         width, alpha, threshold = DEBLOCK_PRESETS[preset]
-        leaves = [(leaf.y, leaf.x, config.block_sizes[leaf.level]) for leaf in tree.leaves]
-        plane = deblock(plane, leaves, scale, config.block_sizes[-1], width, alpha, threshold, in_place=in_place)
+        masks = _masks(tree, plane.shape, config, scale) if masks is None else masks
+        plane = deblock_borders(plane, masks, scale, config.block_sizes[-1], width, alpha, threshold,
+                                in_place=in_place)
     return plane[: scale * layout.size[0], : scale * layout.size[1]]
 
 
@@ -166,7 +176,9 @@ def decode_parts(
                               return_trajectory)
     for iterates, tree, layout in decoded:
         iterates = iterates if return_trajectory else [iterates]
-        paths.append([_deblocked(it, tree, layout, config, config.deblock, scale, in_place=True) for it in iterates])
+        masks = _masks(tree, iterates[-1].shape[-2:], config, scale) if config.deblock else None
+        paths.append([_deblocked(it, tree, layout, config, config.deblock, scale, in_place=True, masks=masks)
+                      for it in iterates])
     del decoded
     frames = [_planes_to_image(list(planes), header, scale, dtype) for planes in zip(*paths)]
     return (frames[-1], frames) if return_trajectory else frames[-1]
