@@ -11,7 +11,7 @@ search never builds those 8 copies:
 2. k-means (faiss, spherical, fixed seed) on the features of each domain in a canonical pose gives
    ``L`` centroids ``μ_l``; the centroid set ``{±M_g μ_l}`` is closed under isometries and sign.
 3. A domain ``x`` is filed, in the pose ``g⁻¹·x``, in the list of the centroid ``±M_g μ_l`` nearest
-   to it: one entry per domain, not 16.
+   to it (largest ``|<f, M_g μ_l>|``, a brute-force product): one entry per domain, not 16.
 4. A range probes its ``probes`` nearest centroids ``±M_g μ_l`` and scores ``g⁻¹·y`` against every
    entry of list ``l`` with the exact clamped gain of
    :func:`~neural_collages.core.search.best_affine_matches` (one matrix product per list).
@@ -41,7 +41,8 @@ NUM_POSES = 8
 class ClusterSearchSettings:
     """How hard the approximate search looks (defaults measured on Kodak, docs/pifs.md)."""
 
-    list_size: int = 256  #: domains per cluster list (sets the number of lists)
+    list_size: int = 256  #: domains per cluster list (sets the number of lists) ...
+    max_lists: int = 256  #: ... up to this many (the nearest-centroid search costs D·lists)
     probes: int = 8  #: centroids (cluster, pose, sign) each range visits
     order: int = 4  #: DCT features of order 1 ≤ u + v ≤ order (at most the block allows)
     kmeans_iterations: int = 10
@@ -49,7 +50,7 @@ class ClusterSearchSettings:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("list_size", "probes", "order", "kmeans_iterations", "train_per_list"):
+        for name in ("list_size", "max_lists", "probes", "order", "kmeans_iterations", "train_per_list"):
             value = getattr(self, name)
             if type(value) is not int or not 1 <= value <= 1 << 16:
                 raise ConfigurationError(f"{name} must be an integer in [1, 65536], got {value!r}")
@@ -122,7 +123,7 @@ def cluster_affine_matches(
     if side * side != P or domains.shape[1] != P:
         raise ConfigurationError(f"the fast search needs square blocks of one size, got {P} and {domains.shape[1]} px")
     perm, inverse, compose = pose_permutations(side)
-    lists = D // settings.list_size
+    lists = min(settings.max_lists, D // settings.list_size)
     if lists >= 2:
         assign, pose, probe_list, probe_pose = _cluster(ranges, domains, lists, settings)
     else:  # one list: every range tries every pose, i.e. the exact search
@@ -211,12 +212,17 @@ def _cluster(ranges, domains, lists: int, settings: ClusterSearchSettings):
                           verbose=False)
     kmeans.train(np.ascontiguousarray(canonical[torch.from_numpy(np.sort(sample))].numpy()))
     mu = torch.from_numpy(kmeans.centroids)
-    centroids = torch.einsum("gij,lj->gli", poses, mu).reshape(NUM_POSES * lists, F)  # row g·L + l
-    index = faiss.IndexFlatIP(F)
-    index.add(np.ascontiguousarray(torch.cat([centroids, -centroids]).numpy()))
-    n = NUM_POSES * lists
-    nearest = torch.from_numpy(index.search(np.ascontiguousarray(feats.numpy()), 1)[1][:, 0]).long() % n
-    probes = min(settings.probes, n)
-    query = np.ascontiguousarray(_unit_rows(ranges @ atoms).numpy())
-    probed = torch.from_numpy(index.search(query, probes)[1]).long() % n
+    centroids = torch.einsum("gij,lj->gli", poses, mu).reshape(NUM_POSES * lists, F).T.contiguous()  # col g·L + l
+    nearest = _nearest_centroids(feats, centroids, 1)[:, 0]
+    probed = _nearest_centroids(_unit_rows(ranges @ atoms), centroids, min(settings.probes, centroids.shape[1]))
     return nearest % lists, nearest // lists, probed % lists, probed // lists
+
+
+def _nearest_centroids(feats: torch.Tensor, centroids: torch.Tensor, k: int, chunk: int = 8192) -> torch.Tensor:
+    """The ``k`` columns of ``centroids`` ``(F, n)`` with the largest ``|<f, c>|`` per row of ``feats``
+    (the sign is free: a fit may take a negative scale). A brute-force product: n is a few thousand."""
+    out = []
+    for r0 in range(0, feats.shape[0], chunk):
+        sims = (feats[r0 : r0 + chunk] @ centroids).abs_()
+        out.append(sims.argmax(dim=1, keepdim=True) if k == 1 else sims.topk(k, dim=1).indices)
+    return torch.cat(out) if out else torch.zeros(0, k, dtype=torch.long)
