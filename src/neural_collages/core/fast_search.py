@@ -213,8 +213,8 @@ def _cluster(ranges, domains, lists: int, settings: ClusterSearchSettings):
     kmeans.train(np.ascontiguousarray(canonical[torch.from_numpy(np.sort(sample))].numpy()))
     mu = torch.from_numpy(kmeans.centroids)
     centroids = torch.einsum("gij,lj->gli", poses, mu).reshape(NUM_POSES * lists, F).T.contiguous()  # col g·L + l
-    nearest = _nearest_centroids(feats, centroids, 1)[:, 0]
     probed = _nearest_centroids(_unit_rows(ranges @ atoms), centroids, min(settings.probes, centroids.shape[1]))
+    nearest = _nearest_centroids(feats, centroids, 1)[:, 0]
     return nearest % lists, nearest // lists, probed % lists, probed // lists
 
 

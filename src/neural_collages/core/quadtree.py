@@ -9,7 +9,7 @@ same operator, the same any-scale decoding and the same solvers as everything el
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -35,9 +35,9 @@ def _check_block_sizes(block_sizes) -> tuple[int, ...]:
     return sizes
 
 
-@dataclass(frozen=True)
-class Leaf:
-    """A quadtree leaf: its level (index into ``block_sizes``) and top-left corner in pixels."""
+class Leaf(NamedTuple):
+    """A quadtree leaf: its level (index into ``block_sizes``) and top-left corner in pixels.
+    (A named tuple: coders build one per block, several times faster than a frozen dataclass.)"""
 
     level: int
     y: int

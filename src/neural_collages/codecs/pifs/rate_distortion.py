@@ -71,11 +71,11 @@ def decide_quadtree(
         children = best.reshape(h, 2, w, 2).sum(dim=(1, 3)) + lam * rates.flag_bits
         split[level] = children < leaf_cost[level]
         best = torch.where(split[level], children, leaf_cost[level])
-    split_np = [s.numpy() if s is not None else None for s in split]
+    split_rows = [s.tolist() if s is not None else None for s in split]  # lists: read once per node
 
     def do_split(level: int, y: int, x: int) -> bool:
         n = config.block_sizes[level]
-        return bool(split_np[level][y // n, x // n])
+        return split_rows[level][y // n][x // n]
 
     tree = Quadtree.from_split(size, config.block_sizes, do_split)
     return tree, fractal
