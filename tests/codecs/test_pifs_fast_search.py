@@ -106,3 +106,16 @@ def test_fast_analyses_report_the_fits_of_the_candidates_they_name(luma, indexed
         torch.testing.assert_close(((ranges - ranges.mean(-1, keepdim=True)) * chosen).sum(-1), la.sxy[fitted],
                                    rtol=1e-4, atol=1e-2)
         torch.testing.assert_close(chosen.pow(2).sum(-1), la.sxx[fitted], rtol=1e-4, atol=1e-2)
+
+
+@pytest.mark.parametrize("search", ["fast", "exhaustive"])
+def test_files_do_not_depend_on_the_thread_count(photo, indexed, search):
+    before = torch.get_num_threads()
+    try:
+        files = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            files.append(compress(photo, "pifs", 4, search=search))
+    finally:
+        torch.set_num_threads(before)
+    assert files[0] == files[1]
