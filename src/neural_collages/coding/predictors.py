@@ -60,15 +60,18 @@ def neighbour_mean_prediction(mean_map: np.ndarray, cell: int, y: int, x: int, n
     ``mean_map`` holds one coded mean per ``cell``-px cell; ``empty`` when the block has no coded
     neighbour (the image's first block).
     """
+    return _predict(mean_map, cell, y, x, n, empty)
+
+
+def _predict(rows, cell: int, y: int, x: int, n: int, empty: int) -> int:
+    """:func:`neighbour_mean_prediction` on ``rows`` (an array or a list of lists of cell means)."""
     cy, cx, cn = y // cell, x // cell, n // cell
-    total, count = 0, 0
+    total = count = 0
     if cy > 0:
-        row = mean_map[cy - 1, cx : cx + cn]
-        total += int(row.sum())
+        total += int(sum(rows[cy - 1][cx : cx + cn]))
         count += cn
     if cx > 0:
-        col = mean_map[cy : cy + cn, cx - 1]
-        total += int(col.sum())
+        total += int(sum(rows[cy + i][cx - 1] for i in range(cn)))
         count += cn
     return (total + count // 2) // count if count else empty
 
@@ -84,15 +87,7 @@ class NeighbourMeanGrid:
 
     def predict(self, y: int, x: int, n: int) -> int:
         """The prediction of the ``n``-px block at ``(y, x)`` from the cells set so far."""
-        cy, cx, cn = y // self.cell, x // self.cell, n // self.cell
-        total = count = 0
-        if cy > 0:
-            total += sum(self.rows[cy - 1][cx : cx + cn])
-            count += cn
-        if cx > 0:
-            total += sum(self.rows[cy + i][cx - 1] for i in range(cn))
-            count += cn
-        return (total + count // 2) // count if count else self.empty
+        return _predict(self.rows, self.cell, y, x, n, self.empty)
 
     def set(self, y: int, x: int, n: int, value: int) -> None:
         cy, cx, cn = y // self.cell, x // self.cell, n // self.cell

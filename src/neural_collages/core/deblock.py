@@ -34,17 +34,16 @@ def border_masks(leaves: Iterable[tuple[int, int, int]], size: tuple[int, int], 
     ``(H/cell, W/cell)``, true where a block border runs along the left side of a unit, and
     ``horizontal`` likewise along its top. The image's own edges are not borders.
     """
-    _empty_masks(size, cell)
     table = torch.tensor([tuple(leaf) for leaf in leaves], dtype=torch.long).reshape(-1, 3) // cell
     # Label every unit with its block, one block size at a time; borders are where labels change.
-    label = torch.full((size[0] // cell, size[1] // cell), -1, dtype=torch.long)
+    label = torch.full(_unit_grid(size, cell), -1, dtype=torch.long)
     for n in torch.unique(table[:, 2]).tolist():
         ids = (table[:, 2] == n).nonzero()[:, 0]
         steps = torch.arange(n)
         rows = (table[ids, 0, None] + steps)[:, :, None].expand(-1, n, n)
         cols = (table[ids, 1, None] + steps)[:, None, :].expand(-1, n, n)
         label[rows, cols] = ids[:, None, None].expand(-1, n, n)
-    vertical, horizontal = torch.zeros_like(label, dtype=torch.bool), torch.zeros_like(label, dtype=torch.bool)
+    vertical, horizontal = _empty_masks(size, cell)
     vertical[:, 1:] = label[:, 1:] != label[:, :-1]
     horizontal[1:, :] = label[1:, :] != label[:-1, :]
     return vertical, horizontal
@@ -58,11 +57,15 @@ def grid_masks(size: tuple[int, int], cell: int) -> tuple[torch.Tensor, torch.Te
     return vertical, horizontal
 
 
-def _empty_masks(size: tuple[int, int], cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _unit_grid(size: tuple[int, int], cell: int) -> tuple[int, int]:
     H, W = size
     if H % cell or W % cell:
         raise ConfigurationError(f"a {W}x{H} image is not made of {cell}-px units")
-    shape = (H // cell, W // cell)
+    return (H // cell, W // cell)
+
+
+def _empty_masks(size: tuple[int, int], cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = _unit_grid(size, cell)
     return torch.zeros(shape, dtype=torch.bool), torch.zeros(shape, dtype=torch.bool)
 
 

@@ -68,8 +68,8 @@ def _faiss():
 def pose_permutations(side: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For ``side×side`` blocks flattened row-major: ``perm`` ``(8, P)`` with
     ``apply_isometry(x, g).reshape(-1) == x.reshape(-1)[perm[g]]``, ``inverse`` ``(8,)`` (the
-    isometry undoing ``g``) and ``compose`` ``(8, 8)``: ``<g_a·x, g_b·y> = <x, ...>`` bookkeeping —
-    ``compose[a, b]`` is the isometry ``k`` with ``x[perm[a]][inv(perm[b])] == x[perm[k]]``."""
+    isometry undoing ``g``) and ``compose`` ``(8, 8)``: ``compose[a, b]`` is the isometry ``k``
+    with ``x[perm[a]][inv(perm[b])] == x[perm[k]]``, so ``<b·y, a·x> = <y, k·x>``."""
     base = torch.arange(side * side).reshape(side, side)
     perm = torch.stack([apply_isometry(base, g).reshape(-1) for g in range(NUM_POSES)])
     inv = torch.argsort(perm, dim=1)

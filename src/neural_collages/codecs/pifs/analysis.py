@@ -7,6 +7,7 @@ any quantised scale follows), so a sweep over qualities searches an image once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 
 from ... import limits

@@ -112,8 +112,7 @@ def best_deblock(image: torch.Tensor, width: int, height: int, channels: int, pa
     best, best_err = 0, None
     masks = [_masks(tree, z.shape[-2:], config, 1) for z, tree, _ in planes]  # once, not per preset
     for preset in (0, *DEBLOCK_PRESETS):
-        filtered = [_deblocked(z, tree, layout, config, preset, 1, in_place=False, masks=m)
-                    for (z, tree, layout), m in zip(planes, masks)]
+        filtered = [_deblocked(z, layout, config, preset, 1, False, m) for (z, _, layout), m in zip(planes, masks)]
         err = float((_planes_to_image(filtered, header, 1) - target).double().pow(2).sum())
         if best_err is None or err < best_err:
             best, best_err = preset, err
@@ -138,13 +137,12 @@ def _masks(tree, shape, config: PifsConfig, scale: int):
     return border_masks(leaves, (shape[0] // scale, shape[1] // scale), config.block_sizes[-1])
 
 
-def _deblocked(z: torch.Tensor, tree, layout, config: PifsConfig, preset: int, scale: int, in_place: bool,
-               masks=None):
-    """A plane ``(1, 1, s·H, s·W)`` iterate, deblocked by ``preset`` and cropped to the plane's size."""
+def _deblocked(z: torch.Tensor, layout, config: PifsConfig, preset: int, scale: int, in_place: bool, masks):
+    """A plane ``(1, 1, s·H, s·W)`` iterate, deblocked by ``preset`` along ``masks`` (:func:`_masks`;
+    unused when ``preset`` is 0) and cropped to the plane's size."""
     plane = z[0, 0]
     if preset:
         width, alpha, threshold = DEBLOCK_PRESETS[preset]
-        masks = _masks(tree, plane.shape, config, scale) if masks is None else masks
         plane = deblock_borders(plane, masks, scale, config.block_sizes[-1], width, alpha, threshold,
                                 in_place=in_place)
     return plane[: scale * layout.size[0], : scale * layout.size[1]]
@@ -177,8 +175,7 @@ def decode_parts(
     for iterates, tree, layout in decoded:
         iterates = iterates if return_trajectory else [iterates]
         masks = _masks(tree, iterates[-1].shape[-2:], config, scale) if config.deblock else None
-        paths.append([_deblocked(it, tree, layout, config, config.deblock, scale, in_place=True, masks=masks)
-                      for it in iterates])
+        paths.append([_deblocked(it, layout, config, config.deblock, scale, True, masks) for it in iterates])
     del decoded
     frames = [_planes_to_image(list(planes), header, scale, dtype) for planes in zip(*paths)]
     return (frames[-1], frames) if return_trajectory else frames[-1]
