@@ -71,20 +71,23 @@ def test_encoding_the_sample_writes_the_recorded_bytes(sample, name):
     assert _sha256(data) == DIGESTS[name]["file"], f"{name}: the encoder's output drifted"
 
 
-# Files of earlier payload versions (written before deblocking): (folder, version key) per codec.
-OLD_VERSIONS = {"pifs-v1": "v", "neural-v1": "payload_version"}
+# Files of earlier payload versions: (folder, version key) per codec. Version 1 was written before
+# deblocking, PIFS version 2 before the residual layer (with ``--quality`` 1-8).
+OLD_VERSIONS = {"pifs-v1": "v", "neural-v1": "payload_version", "pifs-v2": "v"}
 OLD_CASES = [(folder, name) for folder in OLD_VERSIONS
              for name in sorted(json.loads((GOLDEN / folder / "digests.json").read_text()))]
 
 
 @pytest.mark.parametrize("folder,name", OLD_CASES)
-def test_version_1_files_still_decode_to_their_recorded_pixels(folder, name):
-    """They name no filter and decode exactly as they always did."""
+def test_old_version_files_still_decode_to_their_recorded_pixels(folder, name):
+    """They decode exactly as they always did: version 1 names no filter, version 2 has no residual layer."""
     digests = json.loads((GOLDEN / folder / "digests.json").read_text())[name]
     data = (GOLDEN / folder / f"{name}.clg").read_bytes()
     assert _sha256(data) == digests["file"]
     header, _ = unpack(data)
-    assert header.params[OLD_VERSIONS[folder]] == 1 and "deblock" not in header.params
+    version = int(folder[-1])
+    assert header.params[OLD_VERSIONS[folder]] == version
+    assert ("deblock" in header.params) == (version > 1) and "res_y" not in header.params
     for scale in (1, 2):
         pixels = to_uint8(codecs.decompress(data, scale)).numpy().tobytes()
         assert _sha256(pixels) == digests[f"pixels_x{scale}"], f"{folder}/{name} at {scale}x"
@@ -94,3 +97,10 @@ def test_current_neural_files_name_their_deblocking():
     params = [unpack((GOLDEN / f"{name}.clg").read_bytes())[0].params for name in DIGESTS if name.startswith("neural")]
     assert all(p["payload_version"] == 2 and len(p["deblock"]) == 2 for p in params)
     assert any(p["deblock"] != [0, 0] for p in params)
+
+
+def test_current_pifs_files_cover_both_payload_versions():
+    """Low qualities stay fractal-only version-2 files; higher ones carry a residual layer (version 3)."""
+    versions = {name: unpack((GOLDEN / f"{name}.clg").read_bytes())[0].params["v"]
+                for name in DIGESTS if name.startswith("pifs")}
+    assert versions["pifs-q1"] == 2 and versions["pifs-q10"] == 3

@@ -24,7 +24,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--codec", choices=sorted(CODEC_IDS), default="pifs", help="codec (default: %(default)s)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quality", type=positive_int, default=None,
-                      help="1 = smallest file ... best quality (pifs: 1-8, default 4; neural: the shipped levels)")
+                      help="1 = smallest file ... best quality (pifs: 1-10, default 4; neural: the shipped levels)")
     size.add_argument("--bpp", type=positive_float, default=None,
                       help="instead of --quality: the best file within this many bits per pixel "
                            "(pifs: any rate, finer than its levels; neural: its shipped levels)")

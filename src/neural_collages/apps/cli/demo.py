@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--image", type=Path, default=None, help="input image (PNG/JPEG); default: bundled sample")
     p.add_argument("--out", type=Path, default=Path("collage-demo"), help="output folder (default: %(default)s)")
-    p.add_argument("--quality", type=positive_int, default=None, help="codec quality 1-8 (default: 4)")
+    p.add_argument("--quality", type=positive_int, default=None, help="codec quality (pifs 1-10, default: 4)")
     p.add_argument("--scale", type=positive_int, default=4, help="zoom scale of the second decode (default: 4)")
     p.add_argument("--animate", action="store_true", help="also write decode.gif: the decoding iterations")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")

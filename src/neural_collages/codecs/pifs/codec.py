@@ -29,6 +29,7 @@ codec's entry points, registered as ``"pifs"``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -37,54 +38,114 @@ from tqdm.auto import tqdm
 
 from ...coding.container import ContainerHeader, pack, unpack
 from ...coding.streams import encode_streams
+from ...coding.varints import ByteReader, put_varint, read_varint
 from ...core.deblock import border_masks, deblock_borders
 from ...core.quadtree import QuadtreeCollage
 from ...errors import ConfigurationError, FormatError
 from ...imaging.colour import planes_to_rgb_in_strips, ycbcr_to_rgb
 from ..base import MAX_SCALE, check_decode_scale, check_output_dtype, register, to_8bit_levels
-from .analysis import LevelAnalysis, analyse, count_blocks, plane_layouts
+from . import residual as residual_layer
+from .analysis import LevelAnalysis, analyse, count_blocks, image_planes, plane_layouts
 from .bitstream import decode_planes, plane_symbols, stream_specs
-from .config import DEBLOCK_PRESETS, DEFAULT_QUALITY, QUALITY_LAMBDAS, PifsConfig
+from .config import DEBLOCK_PRESETS, DEFAULT_QUALITY, MAX_RESIDUAL_QUARTERS, QUALITY_LAMBDAS, PifsConfig
 from .rate_distortion import RateModel, decide_quadtree, rates_from_symbols
 
 __all__ = ["PifsCodec", "PifsConfig", "encode", "encode_analysed", "analyse", "decode", "decode_parts", "MAX_SCALE"]
 
 
 def encode(image: torch.Tensor, config: PifsConfig | None = None, progress: bool = False,
-           search: str = "exhaustive") -> bytes:
+           search: str = "exhaustive", residual: bool = True) -> bytes:
     """Compress a float image ``(C, H, W)`` in ``[0, 1]`` (C = 1 or 3) to ``.clg`` bytes (``progress``: a tqdm bar).
 
     ``search``: ``"exhaustive"`` (every domain) or ``"fast"`` (short lists from an index, cost
     linear in the pixels; see :func:`analyse`). Either way the file is an ordinary file.
+    ``residual``: let the encoder add a residual layer where it lowers the RD cost.
     """
     config = config or PifsConfig()
     if not progress:
-        return encode_analysed(image, analyse(image, config, search=search), config)
+        return encode_analysed(image, analyse(image, config, search=search), config, residual=residual)
     total = count_blocks(image.shape[2], image.shape[1], image.shape[0], config) if image.dim() == 3 else None
     with tqdm(total=total, desc=f"pifs search ({search})", unit="block", leave=False) as bar:
         analyses = analyse(image, config, progress=bar.update, search=search)
-    return encode_analysed(image, analyses, config)
+    return encode_analysed(image, analyses, config, residual=residual)
+
+
+#: Residual candidates the encoder tries at a quality of Lagrange multiplier λ: the fractal part
+#: coded at λ·m for each m here, and the residual layer at luma steps k·√λ for each k (the high-rate
+#: optimum of a uniform quantiser is √(λ / (ln 2 / 6)) ≈ 2.94·√λ). It keeps the candidate with the
+#: lowest D + λ·R (D: RGB squared error / 3, R: file bits), the fractal file alone among them.
+#: Above SHORTCUT_PIXELS, a multiplier after the first (and a step factor after the first) is
+#: tried only if a residual layer won so far: at low rates none does, and on a large image each
+#: try costs seconds (a fractal decode, or a residual coding).
+FRACTAL_LAMBDA_MULTIPLIERS = (1.0, 2.0)
+SHORTCUT_PIXELS = 2_000_000
+RESIDUAL_STEP_FACTORS = (2.94, 2.4, 3.6)
+#: Chroma steps are this fraction of luma's (chroma errors weigh more in RGB, as ``chroma_weight``).
+RESIDUAL_CHROMA_RATIO = 0.5
+#: Rounding of the residual quantiser before the RD optimisation moves values towards zero.
+RESIDUAL_ROUNDING = 0.5
+#: Rate–distortion optimised quantisation of the residual (``residual.rd_optimise``).
+RESIDUAL_RDO = True
 
 
 def encode_analysed(image: torch.Tensor, analyses: list[list[LevelAnalysis]], config: PifsConfig,
-                    lam: float | None = None, choose_deblock: bool = True) -> bytes:
+                    lam: float | None = None, choose_deblock: bool = True, residual: bool = True) -> bytes:
     """Rate–distortion decisions and entropy coding at ``config.quality`` (see :func:`analyse`).
 
     ``lam`` replaces the quality's Lagrange multiplier (an encoder choice the decoder never needs:
     files record the quantisation, not λ), for rate control between the quality levels. With
     ``choose_deblock`` the file names the deblocking preset that decodes it best at 1x (PSNR;
-    ties keep it off); without, it keeps ``config.deblock``.
+    ties keep it off); without, it keeps ``config.deblock``. With ``residual`` the encoder also
+    tries residual layers (:data:`FRACTAL_LAMBDA_MULTIPLIERS`) and keeps the best by RD cost.
     """
     C, H, W = image.shape
     layouts = plane_layouts(W, H, C, config)
     lam = config.lam if lam is None else float(lam)
+    if not (choose_deblock or residual):
+        return pack(ContainerHeader("pifs", W, H, C, config.to_params()), _fractal_payload(analyses, layouts, config,
+                                                                                         lam))
+    target = to_8bit_levels(image.to(torch.float32), 255.0)
+    large = H * W > SHORTCUT_PIXELS
+    best = None  # (D + λR, file, has a residual layer)
+    for multiplier in FRACTAL_LAMBDA_MULTIPLIERS if residual else (1.0,):
+        if best is not None and not best[2] and large:
+            break
+        payload = _fractal_payload(analyses, layouts, config, lam * multiplier)
+        cfg, planes = _deblock_choice(image, payload, config, choose_deblock)
+        header = ContainerHeader("pifs", W, H, C, cfg.to_params())
+        if not residual:
+            return pack(header, payload)
+        scoring = (layouts, header, target, lam)
+        if multiplier == 1.0:  # the fractal file alone only at the quality's own λ: that quality's v2 file
+            best = _better(best, pack(header, payload), planes, False, *scoring)
+        targets = image_planes(image.clamp(0, 1), layouts)
+        for factor in RESIDUAL_STEP_FACTORS:
+            data, rebuilt = _with_residual(payload, cfg, planes, targets, layouts, (W, H, C), factor * math.sqrt(lam),
+                                           lam)
+            best = _better(best, data, rebuilt, True, *scoring)
+            if large and not best[2]:
+                break  # a large image whose first layer did not pay: the others would not either
+    return best[1]
+
+
+def _better(best, data: bytes, planes, layered: bool, layouts, header: ContainerHeader, target: torch.Tensor,
+            lam: float):
+    """``best`` or ``(cost, data, layered)``, whichever has the lower ``D + λ·R`` (D: RGB squared
+    error / 3 of the candidate's decode ``planes``, 8-bit units; R: its bits); ties keep ``best``."""
+    err = float((_planes_to_image(_cropped(planes, layouts), header, 1) - target).double().pow(2).sum())
+    cost = err * (255.0**2 / 3.0) + lam * 8 * len(data)
+    return best if best is not None and best[0] <= cost else (cost, data, layered)
+
+
+def _fractal_payload(analyses, layouts, config: PifsConfig, lam: float) -> bytes:
+    """The fractal streams of a file at Lagrange multiplier ``lam``."""
     lams = [lam if l.name == "y" else lam * config.chroma_weight for l in layouts]
     rates = RateModel.initial(config)
     symbols = []
     for _ in range(2):  # decide, measure symbol statistics, decide again with them
         symbols = []
-        for a, layout, lam in zip(analyses, layouts, lams):
-            tree, fractal = decide_quadtree(a, layout.padded, config, lam, rates)
+        for a, layout, plane_lam in zip(analyses, layouts, lams):
+            tree, fractal = decide_quadtree(a, layout.padded, config, plane_lam, rates)
             symbols.append(plane_symbols(tree, fractal, a, config))
         rates = rates_from_symbols(symbols, config)
     values = {}
@@ -96,21 +157,47 @@ def encode_analysed(image: torch.Tensor, analyses: list[list[LevelAnalysis]], co
             values[f"{p}.dom{level}"] = np.asarray(s.domains[level], dtype=np.int64)
         values[f"{p}.iso"] = np.asarray(s.isometries, dtype=np.int64)
         values[f"{p}.mean"] = np.asarray(s.means, dtype=np.int64)
-    payload = encode_streams(stream_specs(layouts, config), values)
-    if choose_deblock:
-        config = replace(config, deblock=best_deblock(image, W, H, C, payload, config))
+    return encode_streams(stream_specs(layouts, config), values)
+
+
+def _with_residual(payload: bytes, config: PifsConfig, planes, targets, layouts, size, luma_step: float,
+                   lam: float):
+    """A file of ``payload`` plus a residual layer at ``luma_step``, and its decoded padded planes."""
+    luma = min(MAX_RESIDUAL_QUARTERS, max(1, round(4 * luma_step)))
+    chroma = min(MAX_RESIDUAL_QUARTERS, max(1, round(4 * luma_step * RESIDUAL_CHROMA_RATIO)))
+    lambdas = (lam, lam * config.chroma_weight) if RESIDUAL_RDO else None
+    section, steps, rebuilt = residual_layer.encode_residual(targets, planes, [l.size for l in layouts],
+                                                             luma, chroma, RESIDUAL_ROUNDING, lambdas)
+    cfg = replace(config, residual_luma=steps.luma_quarters, residual_chroma=steps.chroma_quarters,
+                  residual_bias=steps.bias)
+    framed = bytearray()
+    put_varint(framed, len(payload))
+    header = ContainerHeader("pifs", *size, cfg.to_params())
+    return pack(header, bytes(framed) + payload + section), [p + r for p, r in zip(planes, rebuilt)]
+
+
+def _cropped(planes, layouts):
+    return [p[: l.size[0], : l.size[1]] for p, l in zip(planes, layouts)]
+
+
+def _deblock_choice(image: torch.Tensor, payload: bytes, config: PifsConfig, choose: bool):
+    """The config naming the deblocking preset (the best at 1x if ``choose``) and the padded 1x planes
+    it decodes to."""
+    C, H, W = image.shape
+    planes = _decoded_planes(W, H, C, payload, config, 1)
+    masks = [_masks(tree, z.shape[-2:], config, 1) for z, tree, _ in planes]  # once, not per preset
+    preset = best_deblock(image, planes, masks, config) if choose else config.deblock
+    config = replace(config, deblock=preset)
+    return config, [_deblocked_padded(z, config, preset, 1, m) for (z, _, _), m in zip(planes, masks)]
+
+
+def best_deblock(image: torch.Tensor, planes, masks, config: PifsConfig) -> int:
+    """The deblocking preset (0: none) whose 1x decode of ``planes`` (:func:`_decoded_planes`) is
+    closest to ``image`` (MSE)."""
+    C, H, W = image.shape
     header = ContainerHeader("pifs", W, H, C, config.to_params())
-    return pack(header, payload)
-
-
-def best_deblock(image: torch.Tensor, width: int, height: int, channels: int, payload: bytes,
-                 config: PifsConfig) -> int:
-    """The deblocking preset (0: none) whose 1x decode of ``payload`` is closest to ``image`` (MSE)."""
-    planes = _decoded_planes(width, height, channels, payload, config, 1)
-    header = ContainerHeader("pifs", width, height, channels, config.to_params())
     target = to_8bit_levels(image.to(torch.float32), 255.0)
     best, best_err = 0, None
-    masks = [_masks(tree, z.shape[-2:], config, 1) for z, tree, _ in planes]  # once, not per preset
     for preset in (0, *DEBLOCK_PRESETS):
         filtered = [_deblocked(z, layout, config, preset, 1, False, m) for (z, _, layout), m in zip(planes, masks)]
         err = float((_planes_to_image(filtered, header, 1) - target).double().pow(2).sum())
@@ -140,12 +227,17 @@ def _masks(tree, shape, config: PifsConfig, scale: int):
 def _deblocked(z: torch.Tensor, layout, config: PifsConfig, preset: int, scale: int, in_place: bool, masks):
     """A plane ``(1, 1, s·H, s·W)`` iterate, deblocked by ``preset`` along ``masks`` (:func:`_masks`;
     unused when ``preset`` is 0) and cropped to the plane's size."""
+    plane = _deblocked_padded(z, config, preset, scale, masks, in_place)
+    return plane[: scale * layout.size[0], : scale * layout.size[1]]
+
+
+def _deblocked_padded(z: torch.Tensor, config: PifsConfig, preset: int, scale: int, masks, in_place: bool = False):
     plane = z[0, 0]
     if preset:
         width, alpha, threshold = DEBLOCK_PRESETS[preset]
         plane = deblock_borders(plane, masks, scale, config.block_sizes[-1], width, alpha, threshold,
                                 in_place=in_place)
-    return plane[: scale * layout.size[0], : scale * layout.size[1]]
+    return plane
 
 
 def decode(data: bytes, scale: int = 1) -> torch.Tensor:
@@ -169,16 +261,49 @@ def decode_parts(
     """
     scale = check_decode_scale(scale, header)
     check_output_dtype(dtype)
+    payload, section = _split_payload(payload, config)
     paths = []  # per plane: the iterates (only the last one unless return_trajectory), deblocked
     decoded = _decoded_planes(header.width, header.height, header.channels, payload, config, scale,
                               return_trajectory)
-    for iterates, tree, layout in decoded:
+    residuals = _residual_planes(header, payload, section, config, decoded if scale == 1 else None)
+    for index, (iterates, tree, layout) in enumerate(decoded):
         iterates = iterates if return_trajectory else [iterates]
         masks = _masks(tree, iterates[-1].shape[-2:], config, scale) if config.deblock else None
-        paths.append([_deblocked(it, layout, config, config.deblock, scale, True, masks) for it in iterates])
+        planes = [_deblocked(it, layout, config, config.deblock, scale, True, masks) for it in iterates]
+        if residuals is not None:
+            for plane in planes:  # every frame: the decode had it stopped after that many steps
+                residual_layer.add_upsampled(plane, residuals[index], scale)
+        paths.append(planes)
     del decoded
     frames = [_planes_to_image(list(planes), header, scale, dtype) for planes in zip(*paths)]
     return (frames[-1], frames) if return_trajectory else frames[-1]
+
+
+def _split_payload(payload: bytes, config: PifsConfig) -> tuple[bytes, bytes | None]:
+    """The fractal streams and the residual section (None without a residual layer)."""
+    if not config.has_residual:
+        return payload, None
+    length, start = read_varint(payload, 0, "fractal payload length")
+    if length > len(payload) - start:
+        raise FormatError("truncated PIFS payload (fractal streams)")
+    return payload[start:start + length], payload[start + length:]
+
+
+def _residual_planes(header, payload: bytes, section: bytes | None, config: PifsConfig, decoded_1x):
+    """The residual layer's padded 1x planes (None without one). Its contexts come from the 1x
+    deblocked fractal decode: ``decoded_1x`` if given (then deblocked here, in place), else decoded."""
+    if section is None:
+        return None
+    if decoded_1x is None:
+        decoded_1x = _decoded_planes(header.width, header.height, header.channels, payload, config, 1)
+    fractal = []
+    for z, tree, _ in decoded_1x:
+        last = z[-1] if isinstance(z, list) else z
+        masks = _masks(tree, last.shape[-2:], config, 1) if config.deblock else None
+        # A copy: the caller deblocks (and adds to) its own iterates in place afterwards.
+        fractal.append(_deblocked_padded(last.clone(), config, config.deblock, 1, masks))
+    steps = residual_layer.ResidualSteps(config.residual_luma, config.residual_chroma, config.residual_bias)
+    return residual_layer.decode_residual(ByteReader(section), fractal, steps)
 
 
 #: Chroma rows converted to RGB at a time: the colour stage's temporaries stay a few strips, not

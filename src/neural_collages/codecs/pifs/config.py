@@ -6,8 +6,12 @@ from dataclasses import dataclass
 
 from ...errors import ConfigurationError, FormatError
 
-#: Version 2 adds the ``deblock`` parameter; version-1 files (no deblocking) still decode, unchanged.
-PAYLOAD_VERSION = 2
+#: Version 2 adds the ``deblock`` parameter; version 3 a residual layer (``residual.py``: the params
+#: ``res_y``, ``res_c``, ``res_bias`` and a payload section after the fractal streams). Files
+#: without a residual layer are still written as version 2, so they stay readable by older
+#: decoders; version-1 files (no deblocking) still decode, unchanged.
+PAYLOAD_VERSION = 3
+RESIDUAL_VERSION = 3
 NUM_ISOMETRIES = 8
 
 #: Deblocking presets a file may name (``core/deblock.py``): (band width px, strength α, largest
@@ -18,8 +22,11 @@ DEBLOCK_PRESETS: dict[int, tuple[int, float, float]] = {1: (1, 1.0, 32.0), 2: (1
 
 #: Lagrange multipliers of the quality levels (squared 8-bit error per bit): 1 = smallest file.
 #: On Kodak they span about 0.08 to 1.1 bits per pixel.
-QUALITY_LAMBDAS = {1: 3000.0, 2: 1600.0, 3: 800.0, 4: 400.0, 5: 200.0, 6: 100.0, 7: 50.0, 8: 25.0}
+QUALITY_LAMBDAS = {1: 3000.0, 2: 1600.0, 3: 800.0, 4: 400.0, 5: 200.0, 6: 100.0, 7: 50.0, 8: 25.0,
+                   9: 12.0, 10: 6.0}
 DEFAULT_QUALITY = 4
+#: Largest residual quantisation step, in quarters of an 8-bit unit.
+MAX_RESIDUAL_QUARTERS = 4096
 #: Qualities from this one up quantise scales to 31 levels and means in steps of 2 (else 15 and 3).
 FINE_QUANTISATION_FROM = 7
 
@@ -44,6 +51,11 @@ class PifsConfig:
     flat_variance: float = 2.0
     #: Deblocking preset applied after decoding (:data:`DEBLOCK_PRESETS`; 0: none).
     deblock: int = 0
+    #: Residual layer (``residual.py``): quantisation steps of luma and chroma in quarters of an
+    #: 8-bit unit (0: no layer) and the reconstruction offset in sixteenths of a step.
+    residual_luma: int = 0
+    residual_chroma: int = 0
+    residual_bias: int = 0
 
     def __post_init__(self):
         if self.quality not in QUALITY_LAMBDAS:
@@ -70,6 +82,16 @@ class PifsConfig:
             raise ConfigurationError("mean_step must lie in [1, 16] and decode_steps in [1, 64]")
         if type(self.deblock) is not int or self.deblock not in (0, *DEBLOCK_PRESETS):
             raise ConfigurationError(f"deblock must be 0 or one of {sorted(DEBLOCK_PRESETS)}, got {self.deblock!r}")
+        res = (self.residual_luma, self.residual_chroma, self.residual_bias)
+        if any(type(v) is not int for v in res):
+            raise ConfigurationError("residual steps and bias must be integers")
+        if self.residual_luma == 0:
+            if res != (0, 0, 0):
+                raise ConfigurationError("a file without a residual layer has zero residual steps and bias")
+        elif not (1 <= self.residual_luma <= MAX_RESIDUAL_QUARTERS and 1 <= self.residual_chroma
+                  <= MAX_RESIDUAL_QUARTERS and 0 <= self.residual_bias <= 15):
+            raise ConfigurationError(f"residual steps must lie in [1, {MAX_RESIDUAL_QUARTERS}] quarters and "
+                                     f"the bias in [0, 15]: {res}")
 
     @property
     def lam(self) -> float:
@@ -84,9 +106,14 @@ class PifsConfig:
         """Residuals lie in [−mean_levels, mean_levels]: enough for any 8-bit mean and prediction."""
         return -(-255 // self.mean_step)
 
+    @property
+    def has_residual(self) -> bool:
+        return self.residual_luma > 0
+
     def to_params(self) -> dict:
+        residual = {"res_y": self.residual_luma, "res_c": self.residual_chroma, "res_bias": self.residual_bias}
         return {
-            "v": PAYLOAD_VERSION,
+            "v": RESIDUAL_VERSION if self.has_residual else 2,
             "quality": self.quality,
             "blocks": list(self.block_sizes),
             "strides": list(self.domain_strides),
@@ -95,17 +122,20 @@ class PifsConfig:
             "mean_step": self.mean_step,
             "steps": self.decode_steps,
             "deblock": self.deblock,
+            **(residual if self.has_residual else {}),
         }
 
     @classmethod
     def from_params(cls, params: dict) -> "PifsConfig":
         """Validate a file's params (hostile input): FormatError on anything unexpected."""
         version = params.get("v")
-        if type(version) is not int or version not in (1, PAYLOAD_VERSION):  # not true or 1.0: one spelling per file
+        if type(version) is not int or version not in (1, 2, PAYLOAD_VERSION):  # not true or 1.0: one spelling per file
             raise FormatError(f"unsupported PIFS payload version {version!r}")
         expected = {"v", "quality", "blocks", "strides", "s_max", "s_levels", "mean_step", "steps"}
         if version >= 2:
             expected.add("deblock")
+        if version >= 3:
+            expected |= {"res_y", "res_c", "res_bias"}
         if set(params) != expected:
             raise FormatError(f"PIFS version {version} params must have exactly the keys {sorted(expected)}")
 
@@ -117,8 +147,11 @@ class PifsConfig:
         try:
             if not all(type(params[k]) is int for k in ("quality", "s_levels", "mean_step", "steps")):
                 raise FormatError("PIFS params quality, s_levels, mean_step and steps must be integers")
-            if "deblock" in params and type(params["deblock"]) is not int:
-                raise FormatError("PIFS param deblock must be an integer")
+            for key in ("deblock", "res_y", "res_c", "res_bias"):
+                if key in params and type(params[key]) is not int:
+                    raise FormatError(f"PIFS param {key} must be an integer")
+            if version >= 3 and params["res_y"] == 0:
+                raise FormatError("a version-3 PIFS file has a residual layer (res_y > 0)")
             if type(params["s_max"]) not in (int, float):
                 raise FormatError("PIFS param s_max must be a number")
             return cls(
@@ -130,6 +163,9 @@ class PifsConfig:
                 mean_step=params["mean_step"],
                 decode_steps=params["steps"],
                 deblock=params.get("deblock", 0),
+                residual_luma=params.get("res_y", 0),
+                residual_chroma=params.get("res_c", 0),
+                residual_bias=params.get("res_bias", 0),
             )
         except ConfigurationError as exc:
             raise FormatError(f"invalid PIFS params: {exc}") from None
