@@ -27,7 +27,8 @@ class PifsSweep:
     qualities = tuple(sorted(pifs.QUALITY_LAMBDAS))
     description = (
         "fractal PIFS codec (neural_collages): exact search, RD quadtree 32-4 px, 8 isometries, "
-        "YCbCr 4:2:0, constriction range coding; one search per image reused across qualities, "
+        "YCbCr 4:2:0, constriction range coding, deblocking and a DCT residual layer chosen per file by RD cost; "
+        "one search per image reused across qualities, "
         "encoding_time = search + per-quality coding"
     )
 
