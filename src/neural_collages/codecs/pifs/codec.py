@@ -106,6 +106,7 @@ def encode_analysed(image: torch.Tensor, analyses: list[list[LevelAnalysis]], co
                                                                                          lam))
     target = to_8bit_levels(image.to(torch.float32), 255.0)
     large = H * W > SHORTCUT_PIXELS
+    targets = image_planes(image.clamp(0, 1), layouts) if residual else None
     best = None  # (D + λR, file, has a residual layer)
     for multiplier in FRACTAL_LAMBDA_MULTIPLIERS if residual else (1.0,):
         if best is not None and not best[2] and large:
@@ -118,7 +119,6 @@ def encode_analysed(image: torch.Tensor, analyses: list[list[LevelAnalysis]], co
         scoring = (layouts, header, target, lam)
         if multiplier == 1.0:  # the fractal file alone only at the quality's own λ: that quality's v2 file
             best = _better(best, pack(header, payload), planes, False, *scoring)
-        targets = image_planes(image.clamp(0, 1), layouts)
         for factor in RESIDUAL_STEP_FACTORS:
             data, rebuilt = _with_residual(payload, cfg, planes, targets, layouts, (W, H, C), factor * math.sqrt(lam),
                                            lam)
@@ -262,19 +262,27 @@ def decode_parts(
     scale = check_decode_scale(scale, header)
     check_output_dtype(dtype)
     payload, section = _split_payload(payload, config)
-    paths = []  # per plane: the iterates (only the last one unless return_trajectory), deblocked
+    deblocked = []  # per plane: the padded iterates (only the last one unless return_trajectory), deblocked
     decoded = _decoded_planes(header.width, header.height, header.channels, payload, config, scale,
                               return_trajectory)
-    residuals = _residual_planes(header, payload, section, config, decoded if scale == 1 else None)
-    for index, (iterates, tree, layout) in enumerate(decoded):
+    for iterates, tree, _ in decoded:
         iterates = iterates if return_trajectory else [iterates]
         masks = _masks(tree, iterates[-1].shape[-2:], config, scale) if config.deblock else None
-        planes = [_deblocked(it, layout, config, config.deblock, scale, True, masks) for it in iterates]
-        if residuals is not None:
+        deblocked.append([_deblocked_padded(it, config, config.deblock, scale, masks, True) for it in iterates])
+    layouts = [layout for _, _, layout in decoded]
+    del decoded
+    if section is not None:  # contexts from the 1x decode: the planes above at 1x, else a 1x decode
+        fractal = [planes[-1] for planes in deblocked] if scale == 1 else _fractal_planes_1x(header, payload, config)
+        steps = residual_layer.ResidualSteps(config.residual_luma, config.residual_chroma, config.residual_bias)
+        residuals = residual_layer.decode_residual(ByteReader(section), fractal, steps)
+    paths = []
+    for index, (planes, layout) in enumerate(zip(deblocked, layouts)):
+        planes = [p[: scale * layout.size[0], : scale * layout.size[1]] for p in planes]
+        if section is not None:
             for plane in planes:  # every frame: the decode had it stopped after that many steps
                 residual_layer.add_upsampled(plane, residuals[index], scale)
         paths.append(planes)
-    del decoded
+    del deblocked
     frames = [_planes_to_image(list(planes), header, scale, dtype) for planes in zip(*paths)]
     return (frames[-1], frames) if return_trajectory else frames[-1]
 
@@ -289,21 +297,13 @@ def _split_payload(payload: bytes, config: PifsConfig) -> tuple[bytes, bytes | N
     return payload[start:start + length], payload[start + length:]
 
 
-def _residual_planes(header, payload: bytes, section: bytes | None, config: PifsConfig, decoded_1x):
-    """The residual layer's padded 1x planes (None without one). Its contexts come from the 1x
-    deblocked fractal decode: ``decoded_1x`` if given (then deblocked here, in place), else decoded."""
-    if section is None:
-        return None
-    if decoded_1x is None:
-        decoded_1x = _decoded_planes(header.width, header.height, header.channels, payload, config, 1)
-    fractal = []
-    for z, tree, _ in decoded_1x:
-        last = z[-1] if isinstance(z, list) else z
-        masks = _masks(tree, last.shape[-2:], config, 1) if config.deblock else None
-        # A copy: the caller deblocks (and adds to) its own iterates in place afterwards.
-        fractal.append(_deblocked_padded(last.clone(), config, config.deblock, 1, masks))
-    steps = residual_layer.ResidualSteps(config.residual_luma, config.residual_chroma, config.residual_bias)
-    return residual_layer.decode_residual(ByteReader(section), fractal, steps)
+def _fractal_planes_1x(header, payload: bytes, config: PifsConfig) -> list[torch.Tensor]:
+    """The padded, deblocked 1x fractal decode of every plane (the residual layer's contexts)."""
+    out = []
+    for z, tree, _ in _decoded_planes(header.width, header.height, header.channels, payload, config, 1):
+        masks = _masks(tree, z.shape[-2:], config, 1) if config.deblock else None
+        out.append(_deblocked_padded(z, config, config.deblock, 1, masks, True))
+    return out
 
 
 #: Chroma rows converted to RGB at a time: the colour stage's temporaries stay a few strips, not

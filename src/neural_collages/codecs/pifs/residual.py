@@ -244,7 +244,7 @@ def encode_group(levels_per_plane: list[np.ndarray], classes_per_plane: list[np.
     flags = (levels != 0).any(axis=1).astype(np.int64)
     model = GroupModel.fit(levels, classes)
     out = bytearray(model.flag_params[a] for a in sorted(model.flag_params))
-    out += _code(flags, classes, model.flag_params, NUM_CLASSES, lambda p: _flag_pmf(p), 0)
+    out += _code(flags, classes, model.flag_params, NUM_CLASSES, _flag_pmf, 0)
     contexts = _coefficient_contexts(classes[flags == 1])
     for ctx in sorted(model.coef_params):
         out += bytes(model.coef_params[ctx])
@@ -303,7 +303,7 @@ def decode_group(reader: ByteReader, classes_per_plane: list[np.ndarray]) -> lis
     flag_params = {}
     for a in np.unique(classes).tolist():
         flag_params[a] = _read_index(reader, len(NONZERO_COUNTS), "residual flag parameter")
-    flags = _decode(reader, classes, flag_params, NUM_CLASSES, lambda p: _flag_pmf(p), 0, "flags")
+    flags = _decode(reader, classes, flag_params, NUM_CLASSES, _flag_pmf, 0, "flags")
     coded_classes = classes[flags == 1]
     contexts = _coefficient_contexts(coded_classes)
     coef_params = {}
@@ -362,20 +362,19 @@ def encode_residual(targets: list[torch.Tensor], fractal: list[torch.Tensor], si
     luma and chroma) :func:`rd_optimise`: the section's bytes, the steps with the reconstruction
     offset that fits best, and the residual planes the decoder will rebuild."""
     groups = plane_groups(len(targets))
+    unbiased = ResidualSteps(luma_quarters, chroma_quarters)
     coeffs, levels = [], []
     for i in range(len(targets)):
-        step = (luma_quarters if i == 0 else chroma_quarters) / 4.0
         c = block_dct((targets[i] - fractal[i]).to(torch.float64))
-        lv = quantise(c, step, rounding)
+        lv = quantise(c, unbiased.step(_group(i)), rounding)
         hb, wb = -(-sizes[i][0] // BLOCK), -(-sizes[i][1] // BLOCK)
         lv[hb:], lv[:, wb:] = 0, 0  # blocks wholly in the padding are never shown
         coeffs.append(c)
         levels.append(lv)
-    bias = best_bias(torch.cat([(c / ((luma_quarters if i == 0 else chroma_quarters) / 4.0)).reshape(-1)
-                                for i, c in enumerate(coeffs)]),
-                     np.concatenate([lv.reshape(-1) for lv in levels]), 1.0)
+    bias = best_bias(torch.cat([(c / unbiased.step(_group(i))).reshape(-1) for i, c in enumerate(coeffs)]),
+                     np.concatenate([lv.reshape(-1) for lv in levels]))
     steps = ResidualSteps(luma_quarters, chroma_quarters, bias)
-    classes = [activity_classes(fractal[i], steps.step(0 if i == 0 else 1)) for i in range(len(targets))]
+    classes = [activity_classes(fractal[i], steps.step(_group(i))) for i in range(len(targets))]
     out = bytearray()
     for group, planes in enumerate(groups):
         if lambdas is not None:
@@ -390,8 +389,7 @@ def encode_residual(targets: list[torch.Tensor], fractal: list[torch.Tensor], si
                 levels[i] = flat[start:start + n].reshape(shape)
                 start += n
         out += encode_group([levels[i] for i in planes], [classes[i] for i in planes])
-    rebuilt = [block_idct(dequantise(levels[i], steps.step(0 if i == 0 else 1), steps.bias))
-               for i in range(len(targets))]
+    rebuilt = [block_idct(dequantise(levels[i], steps.step(_group(i)), steps.bias)) for i in range(len(targets))]
     return bytes(out), steps, rebuilt
 
 
@@ -408,13 +406,19 @@ def decode_residual(reader: ByteReader, fractal: list[torch.Tensor], steps: Resi
     return rebuilt
 
 
-def best_bias(coeffs: torch.Tensor, levels: np.ndarray, step: float) -> int:
-    """The reconstruction offset (sixteenths of a step) that minimises the error of the nonzero values."""
+def _group(plane: int) -> int:
+    """The plane group of plane ``plane`` (0 luma, 1 chroma)."""
+    return 0 if plane == 0 else 1
+
+
+def best_bias(scaled: torch.Tensor, levels: np.ndarray) -> int:
+    """The reconstruction offset (sixteenths of a step) that minimises the error of the nonzero
+    values, given the coefficients ``scaled`` in units of their step and their ``levels``."""
     q = torch.from_numpy(levels).abs().to(torch.float64)
     nz = q > 0
     if not bool(nz.any()):
         return 0
-    b = float((q[nz] - coeffs.abs()[nz] / step).mean())
+    b = float((q[nz] - scaled.abs()[nz]).mean())
     return int(min(15, max(0, round(16 * b))))
 
 
