@@ -103,6 +103,7 @@ def measure_image(job: tuple[str, str, int | None]) -> dict:
     from neural_collages.codecs.pifs import PifsConfig, analyse, encode_analysed
     from neural_collages.codecs.pifs import codec as pifs_codec
     from neural_collages.codecs.pifs import residual as residual_layer
+    from neural_collages.codecs.pifs import residual_encoder
     from neural_collages.coding.container import unpack
 
     name, path, width = job
@@ -111,26 +112,27 @@ def measure_image(job: tuple[str, str, int | None]) -> dict:
     row = {"image": name, "size": list(image.shape[1:]),
            "jpeg": [_pillow(image, "JPEG", q) for q in JPEG_QUALITIES],
            "webp": [_pillow(image, "WEBP", q) for q in WEBP_QUALITIES]}
-    classes = residual_layer.activity_classes
+    classes = residual_layer.classes_from_activity
     for variant in VARIANTS:
         saved = {k: getattr(pifs_codec, k) for k in _settings(variant)}
         for key, value in _settings(variant).items():
             setattr(pifs_codec, key, value)
         if variant == "no-contexts":
-            residual_layer.activity_classes = lambda decoded, step: np.zeros(  # noqa: E731
-                (decoded.shape[0] // 8, decoded.shape[1] // 8), dtype=np.int64)
+            # The decoder and the encoder classify blocks with the same function: one class for all.
+            residual_layer.classes_from_activity = residual_encoder.classes_from_activity = (
+                lambda activity, step: np.zeros(activity.shape, dtype=np.int64))
         try:
             points = []
             for q in QUALITIES:
                 data = encode_analysed(image, analyses, PifsConfig(quality=q), residual=variant != "fractal")
                 with torch.no_grad():
-                    points.append({"quality": q, "layered": unpack(data)[0].params["v"] == 3,
+                    points.append({"quality": q, "layered": unpack(data)[0].params["res_y"] > 0,
                                    **_score(decompress(data), image, len(data))})
             row[variant] = points
         finally:
             for key, value in saved.items():
                 setattr(pifs_codec, key, value)
-            residual_layer.activity_classes = classes
+            residual_layer.classes_from_activity = residual_encoder.classes_from_activity = classes
     return row
 
 

@@ -79,7 +79,7 @@ def build_seeds(names: list[str] | None = None) -> list[Seed]:
     makers = {
         "pifs-q1": ("pifs", coded(rgb, "pifs", 1)),
         "pifs-q4": ("pifs", coded(rgb, "pifs", 4)),
-        "pifs-q8": ("pifs", coded(rgb, "pifs", 8)),  # payload version 3: with a residual layer
+        "pifs-q8": ("pifs", coded(rgb, "pifs", 8)),  # with a residual layer
         "pifs-q4-grey": ("pifs", coded(grey, "pifs", 4)),
         "neural-photo-q1": ("neural", coded(rgb, "neural", 1, "photo")),
         "neural-photo-q1-grey": ("neural", coded(grey, "neural", 1, "photo")),

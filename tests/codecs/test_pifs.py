@@ -79,15 +79,54 @@ def test_scale_2_decode_pools_to_the_1x_decode_plane_by_plane(encoded):
 
 
 def test_greyscale_scale_consistency_on_the_image(photo):
+    """Pooling a zoomed decode gives about the 1x decode (docs/pifs.md): the zoom's interpolation is
+    not pooling-exact (this small, detailed crop: 41.6 dB); the fractal zoom alone (``zoom`` 16)
+    is, up to 8-bit rounding and clamping."""
+    import dataclasses
+
+    from neural_collages.codecs.pifs.codec import decode_parts
+
     grey = photo.mean(0, keepdim=True)
     data = pifs.encode(grey, pifs.PifsConfig(quality=5))
     one = pifs.decode(data)
     three = pifs.decode(data, scale=3)
     assert one.shape == (1, 70, 90) and three.shape == (1, 210, 270)
+    pooled = F.avg_pool2d(three.unsqueeze(0), 3)[0]
+    assert (pooled - one).abs().mean() <= 1.5 / 255 and float(psnr(pooled, one)) > 39
+    header, payload = unpack(data)
+    fractal = decode_parts(header, payload, dataclasses.replace(pifs.PifsConfig.from_params(header.params),
+                                                                zoom_detail=16), 3)
     # Equal up to the 8-bit rounding of both decodes, except where the zoomed decode overshoots
     # [0, 255] and clamping (before pooling) changes the average: a few pixels at most.
-    off = (F.avg_pool2d(three.unsqueeze(0), 3)[0] - one).abs() > 1 / 255 + 1e-6
+    off = (F.avg_pool2d(fractal.unsqueeze(0), 3)[0] - one).abs() > 1 / 255 + 1e-6
     assert off.float().mean() < 0.01
+
+
+def test_zoomed_decode_blends_interpolation_and_fractal_detail(photo):
+    """A version-4 s× decode is α·F_s + C((1 − α)·F_1 + r) (``zoom.py``): α = 1 is the fractal zoom
+    alone, α = 0 the interpolated 1x decode; the file's α is 4/16. Compared on 8-bit outputs, so
+    up to rounding and clamping."""
+    import dataclasses
+
+    from neural_collages.codecs.pifs.codec import decode_parts
+    from neural_collages.codecs.pifs.zoom import add_interpolated
+
+    grey = photo.mean(0, keepdim=True)
+    data = pifs.encode(grey, pifs.PifsConfig(quality=3))
+    header, payload = unpack(data)
+    config = pifs.PifsConfig.from_params(header.params)
+    assert header.params["zoom"] == config.zoom_detail == 4 and not config.has_residual
+    one, two = pifs.decode(data), pifs.decode(data, 2)
+    fractal_only = decode_parts(header, payload, dataclasses.replace(config, zoom_detail=16), 2)
+    legacy = decode_parts(header, payload, dataclasses.replace(config, zoom_detail=None), 2)
+    assert torch.equal(fractal_only, legacy)  # no residual: α = 1 is the plain fractal zoom
+    smooth = torch.zeros(2 * one.shape[1], 2 * one.shape[2])
+    add_interpolated(smooth, one[0] * 255, 2)
+    interpolated = decode_parts(header, payload, dataclasses.replace(config, zoom_detail=0), 2)
+    assert ((interpolated[0] * 255 - smooth.clamp(0, 255).round()).abs() > 1).float().mean() < 0.01
+    blend = 0.25 * fractal_only + 0.75 * interpolated
+    assert ((two - blend).abs() > 1.5 / 255).float().mean() < 0.01
+    assert (two - interpolated).abs().max() > 4 / 255 and (two - fractal_only).abs().max() > 4 / 255
 
 
 def test_tiny_and_odd_images(photo):
@@ -170,7 +209,7 @@ def test_the_encoder_names_the_deblocking_that_decodes_best(photo, quality):
     data = pifs.encode(photo, pifs.PifsConfig(quality=quality))
     header, payload = unpack(data)
     config = pifs.PifsConfig.from_params(header.params)
-    assert header.params["v"] == 2 and config.deblock in (0, *DEBLOCK_PRESETS)
+    assert not config.has_residual and config.deblock in (0, *DEBLOCK_PRESETS)
     scores = {p: float(psnr(photo, decode_parts(header, payload, dataclasses.replace(config, deblock=p))))
               for p in (0, *DEBLOCK_PRESETS)}
     assert scores[config.deblock] == max(scores.values())

@@ -218,11 +218,15 @@ def _cluster(ranges, domains, lists: int, settings: ClusterSearchSettings):
     return nearest % lists, nearest // lists, probed % lists, probed // lists
 
 
-def _nearest_centroids(feats: torch.Tensor, centroids: torch.Tensor, k: int, chunk: int = 8192) -> torch.Tensor:
+def _nearest_centroids(feats: torch.Tensor, centroids: torch.Tensor, k: int) -> torch.Tensor:
     """The ``k`` columns of ``centroids`` ``(F, n)`` with the largest ``|<f, c>|`` per row of ``feats``
-    (the sign is free: a fit may take a negative scale). A brute-force product: n is a few thousand."""
-    out = []
-    for r0 in range(0, feats.shape[0], chunk):
-        sims = (feats[r0 : r0 + chunk] @ centroids).abs_()
-        out.append(sims.argmax(dim=1, keepdim=True) if k == 1 else sims.topk(k, dim=1).indices)
-    return torch.cat(out) if out else torch.zeros(0, k, dtype=torch.long)
+    (the sign is free: a fit may take a negative scale). An exact inner-product search of faiss
+    over ``±c``: the top ``k ≤ n`` of those are the top ``|<f, c>|``, each column once; faiss's
+    blocked product never holds the whole similarity matrix (torch's took twice as long at n = 4096)."""
+    n = centroids.shape[1]
+    if feats.shape[0] == 0:
+        return torch.zeros(0, k, dtype=torch.long)
+    index = _faiss().IndexFlatIP(centroids.shape[0])
+    index.add(np.ascontiguousarray(torch.cat([centroids.T, -centroids.T]).to(torch.float32).numpy()))
+    _, found = index.search(np.ascontiguousarray(feats.to(torch.float32).numpy()), k)
+    return torch.from_numpy(found % n).to(torch.long)

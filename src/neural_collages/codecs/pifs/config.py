@@ -7,11 +7,15 @@ from dataclasses import dataclass
 from ...errors import ConfigurationError, FormatError
 
 #: Version 2 adds the ``deblock`` parameter; version 3 a residual layer (``residual.py``: the params
-#: ``res_y``, ``res_c``, ``res_bias`` and a payload section after the fractal streams). Files
-#: without a residual layer are still written as version 2, so they stay readable by older
-#: decoders; version-1 files (no deblocking) still decode, unchanged.
-PAYLOAD_VERSION = 3
+#: ``res_y``, ``res_c``, ``res_bias`` and a payload section after the fractal streams); version 4
+#: the ``zoom`` parameter (``zoom.py``: how s× decodes blend interpolation and fractal detail) and
+#: always names the residual params (``res_y`` 0: no layer). Older files still decode, unchanged,
+#: at every scale (the s× fractal decode plus, in version 3, the residual upsampled linearly).
+PAYLOAD_VERSION = 4
 RESIDUAL_VERSION = 3
+ZOOM_VERSION = 4
+#: The zoom parameter the encoder writes: the share of fractal detail, in sixteenths (``zoom.py``).
+DEFAULT_ZOOM_DETAIL = 4
 NUM_ISOMETRIES = 8
 
 #: Deblocking presets a file may name (``core/deblock.py``): (band width px, strength α, largest
@@ -56,6 +60,9 @@ class PifsConfig:
     residual_luma: int = 0
     residual_chroma: int = 0
     residual_bias: int = 0
+    #: Share of the fractal code's own detail in s× decodes, in sixteenths (``zoom.py``); None:
+    #: a file from before version 4, zoomed as those always were.
+    zoom_detail: int | None = DEFAULT_ZOOM_DETAIL
 
     def __post_init__(self):
         if self.quality not in QUALITY_LAMBDAS:
@@ -92,6 +99,8 @@ class PifsConfig:
                   <= MAX_RESIDUAL_QUARTERS and 0 <= self.residual_bias <= 15):
             raise ConfigurationError(f"residual steps must lie in [1, {MAX_RESIDUAL_QUARTERS}] quarters and "
                                      f"the bias in [0, 15]: {res}")
+        if self.zoom_detail is not None and (type(self.zoom_detail) is not int or not 0 <= self.zoom_detail <= 16):
+            raise ConfigurationError(f"zoom_detail must be None or an integer in [0, 16], got {self.zoom_detail!r}")
 
     @property
     def lam(self) -> float:
@@ -112,8 +121,12 @@ class PifsConfig:
 
     def to_params(self) -> dict:
         residual = {"res_y": self.residual_luma, "res_c": self.residual_chroma, "res_bias": self.residual_bias}
-        return {
-            "v": RESIDUAL_VERSION if self.has_residual else 2,
+        if self.zoom_detail is None:  # a pre-version-4 file's settings: its own version
+            version = RESIDUAL_VERSION if self.has_residual else 2
+        else:
+            version = ZOOM_VERSION
+        params = {
+            "v": version,
             "quality": self.quality,
             "blocks": list(self.block_sizes),
             "strides": list(self.domain_strides),
@@ -122,20 +135,26 @@ class PifsConfig:
             "mean_step": self.mean_step,
             "steps": self.decode_steps,
             "deblock": self.deblock,
-            **(residual if self.has_residual else {}),
         }
+        if version >= RESIDUAL_VERSION:
+            params.update(residual)
+        if version >= ZOOM_VERSION:
+            params["zoom"] = self.zoom_detail
+        return params
 
     @classmethod
     def from_params(cls, params: dict) -> "PifsConfig":
         """Validate a file's params (hostile input): FormatError on anything unexpected."""
         version = params.get("v")
-        if type(version) is not int or version not in (1, 2, PAYLOAD_VERSION):  # not true or 1.0: one spelling per file
+        if type(version) is not int or version not in (1, 2, RESIDUAL_VERSION, ZOOM_VERSION):  # not true or 1.0: one spelling per file
             raise FormatError(f"unsupported PIFS payload version {version!r}")
         expected = {"v", "quality", "blocks", "strides", "s_max", "s_levels", "mean_step", "steps"}
         if version >= 2:
             expected.add("deblock")
         if version >= 3:
             expected |= {"res_y", "res_c", "res_bias"}
+        if version >= ZOOM_VERSION:
+            expected.add("zoom")
         if set(params) != expected:
             raise FormatError(f"PIFS version {version} params must have exactly the keys {sorted(expected)}")
 
@@ -147,10 +166,10 @@ class PifsConfig:
         try:
             if not all(type(params[k]) is int for k in ("quality", "s_levels", "mean_step", "steps")):
                 raise FormatError("PIFS params quality, s_levels, mean_step and steps must be integers")
-            for key in ("deblock", "res_y", "res_c", "res_bias"):
+            for key in ("deblock", "res_y", "res_c", "res_bias", "zoom"):
                 if key in params and type(params[key]) is not int:
                     raise FormatError(f"PIFS param {key} must be an integer")
-            if version >= 3 and params["res_y"] == 0:
+            if version == RESIDUAL_VERSION and params["res_y"] == 0:
                 raise FormatError("a version-3 PIFS file has a residual layer (res_y > 0)")
             if type(params["s_max"]) not in (int, float):
                 raise FormatError("PIFS param s_max must be a number")
@@ -166,6 +185,7 @@ class PifsConfig:
                 residual_luma=params.get("res_y", 0),
                 residual_chroma=params.get("res_c", 0),
                 residual_bias=params.get("res_bias", 0),
+                zoom_detail=params.get("zoom"),
             )
         except ConfigurationError as exc:
             raise FormatError(f"invalid PIFS params: {exc}") from None

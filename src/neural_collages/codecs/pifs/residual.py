@@ -118,17 +118,23 @@ def block_idct(coeffs: torch.Tensor) -> torch.Tensor:
     return t.permute(0, 2, 1, 3).reshape(Hb * BLOCK, Wb * BLOCK)
 
 
-def activity_classes(decoded: torch.Tensor, step: float) -> np.ndarray:
-    """Per 8×8 block of a fractal decode: its class 0 … NUM_CLASSES − 1 (int64 ``(Hb, Wb)``).
+def block_activity(decoded: torch.Tensor) -> np.ndarray:
+    """Per 8×8 block of a fractal decode: the sum of the rounded magnitudes of its AC coefficients
+    (int64 ``(Hb, Wb)``), an integer, so it does not depend on summation order."""
+    return block_dct(decoded.to(torch.float32))[..., 1:].abs().round().to(torch.int64).sum(-1).numpy()
 
-    The activity is the sum of the rounded magnitudes of the block's AC coefficients: an integer,
-    so the classes do not depend on summation order.
-    """
-    ac = block_dct(decoded.to(torch.float32))[..., 1:].abs().round().to(torch.int64).sum(-1).numpy()
-    classes = np.zeros(ac.shape, dtype=np.int64)
+
+def classes_from_activity(activity: np.ndarray, step: float) -> np.ndarray:
+    """Each block's class 0 … NUM_CLASSES − 1: how many of CLASS_THRESHOLDS (× step) its activity exceeds."""
+    classes = np.zeros(activity.shape, dtype=np.int64)
     for t in CLASS_THRESHOLDS:
-        classes += ac > t * step
+        classes += activity > t * step
     return classes
+
+
+def activity_classes(decoded: torch.Tensor, step: float) -> np.ndarray:
+    """Per 8×8 block of a fractal decode: its class (:func:`classes_from_activity` of :func:`block_activity`)."""
+    return classes_from_activity(block_activity(decoded), step)
 
 
 @dataclass(frozen=True)
@@ -144,7 +150,7 @@ class ResidualSteps:
         return (self.luma_quarters if group == 0 else self.chroma_quarters) / 4.0
 
 
-def _magnitude_pmf(nonzero_index: int, decay_index: int) -> np.ndarray:
+def magnitude_pmf(nonzero_index: int, decay_index: int) -> np.ndarray:
     """The pmf over −MAX_LEVEL … MAX_LEVEL of a table's two parameters (deterministic float64)."""
     nz = NONZERO_COUNTS[nonzero_index] / 65536.0
     theta = decay_index / DECAY_LEVELS
@@ -158,41 +164,18 @@ def _magnitude_pmf(nonzero_index: int, decay_index: int) -> np.ndarray:
     return np.maximum(pmf, 0.0)
 
 
-def _flag_pmf(nonzero_index: int) -> np.ndarray:
+def flag_pmf(nonzero_index: int) -> np.ndarray:
     nz = NONZERO_COUNTS[nonzero_index] / 65536.0
     return np.array([1.0 - nz, nz])
 
 
-def _fit_nonzero(count_nonzero: int, total: int) -> int:
-    """The index of NONZERO_COUNTS closest (in log) to ``count_nonzero / total``."""
-    if total == 0:
-        return len(NONZERO_COUNTS) - 1
-    target = max(count_nonzero, 0.25) / total * 65536.0
-    return int(np.argmin([abs(math.log(c / target)) for c in NONZERO_COUNTS]))
-
-
-def _fit_decay(magnitudes: np.ndarray) -> int:
-    """Geometric decay index (maximum likelihood, rounded) of magnitudes ≥ 1."""
-    if magnitudes.size == 0:
-        return 0
-    mean = float(magnitudes.mean())
-    theta = 1.0 - 1.0 / mean
-    return int(min(DECAY_LEVELS - 1, max(0, round(theta * DECAY_LEVELS))))
-
-
-def _tables(pmfs: list[np.ndarray], offset: int) -> FrequencyTables:
+def frequency_tables(pmfs: list[np.ndarray], offset: int) -> FrequencyTables:
     return FrequencyTables.from_pmf(np.stack(pmfs), offsets=np.full(len(pmfs), offset, dtype=np.int64))
 
 
-def _coefficient_contexts(classes_of_coded: np.ndarray) -> np.ndarray:
+def coefficient_contexts(classes_of_coded: np.ndarray) -> np.ndarray:
     """(n_blocks,) classes → (n_blocks·64,) context ids class·NUM_BANDS + band."""
     return (classes_of_coded[:, None] * NUM_BANDS + BAND_OF[None, :]).reshape(-1)
-
-
-def quantise(coeffs: torch.Tensor, step: float, rounding: float) -> np.ndarray:
-    """Dead-zone quantisation: ``sign(c)·floor(|c|/step + rounding)``, clipped to ±MAX_LEVEL (int64)."""
-    q = torch.floor(coeffs.abs() / step + rounding).clamp(max=MAX_LEVEL) * coeffs.sign()
-    return q.to(torch.int64).numpy()
 
 
 def dequantise(levels: np.ndarray, step: float, bias: int) -> torch.Tensor:
@@ -201,98 +184,19 @@ def dequantise(levels: np.ndarray, step: float, bias: int) -> torch.Tensor:
     return shrink * np.float32(step)
 
 
-@dataclass
-class GroupModel:
-    """The fitted tables of one plane group: flag and coefficient parameters per context."""
-
-    flag_params: dict
-    coef_params: dict
-
-    @classmethod
-    def fit(cls, levels: np.ndarray, classes: np.ndarray) -> "GroupModel":
-        """Parameters for ``levels`` ``(n, 64)`` of blocks of ``classes`` ``(n,)``."""
-        flags = (levels != 0).any(axis=1)
-        flag_params = {a: _fit_nonzero(int(flags[classes == a].sum()), int((classes == a).sum()))
-                       for a in np.unique(classes).tolist()}
-        contexts = _coefficient_contexts(classes[flags])
-        values = levels[flags].reshape(-1)
-        coef_params = {}
-        for ctx in np.unique(contexts).tolist():
-            v = values[contexts == ctx]
-            nz = v[v != 0]
-            coef_params[ctx] = (_fit_nonzero(nz.size, v.size), _fit_decay(np.abs(nz)))
-        return cls(flag_params, coef_params)
-
-    def bit_costs(self) -> tuple[np.ndarray, np.ndarray]:
-        """Bits of flag 0 and 1 per class ``(NUM_CLASSES, 2)``, and of every value per coefficient
-        context ``(contexts, 2·MAX_LEVEL + 1)``, under the coder's quantised tables (contexts
-        without a fit: the widest table, so a value there is never free)."""
-        flags = _tables([_flag_pmf(self.flag_params.get(a, 0)) for a in range(NUM_CLASSES)], 0)
-        params = [self.coef_params.get(c, (0, DECAY_LEVELS - 1)) for c in range(NUM_CLASSES * NUM_BANDS)]
-        values = _tables([_magnitude_pmf(*p) for p in params], -MAX_LEVEL)
-        return _bits(flags), _bits(values)
-
-
-def _bits(tables: FrequencyTables) -> np.ndarray:
-    return table_coding.PRECISION_BITS - np.log2(tables.counts.astype(np.float64))
-
-
-def encode_group(levels_per_plane: list[np.ndarray], classes_per_plane: list[np.ndarray]) -> bytes:
-    """Code one plane group's quantised coefficients ``(Hb, Wb, 64)`` per plane, given each block's class."""
-    levels = np.concatenate([l.reshape(-1, BLOCK * BLOCK) for l in levels_per_plane])
-    classes = np.concatenate([c.reshape(-1) for c in classes_per_plane])
-    flags = (levels != 0).any(axis=1).astype(np.int64)
-    model = GroupModel.fit(levels, classes)
-    out = bytearray(model.flag_params[a] for a in sorted(model.flag_params))
-    out += _code(flags, classes, model.flag_params, NUM_CLASSES, _flag_pmf, 0)
-    contexts = _coefficient_contexts(classes[flags == 1])
-    for ctx in sorted(model.coef_params):
-        out += bytes(model.coef_params[ctx])
-    out += _code(levels[flags == 1].reshape(-1), contexts, model.coef_params, NUM_CLASSES * NUM_BANDS,
-                 lambda p: _magnitude_pmf(*p), -MAX_LEVEL)
-    return bytes(out)
-
-
-def rd_optimise(coeffs: np.ndarray, levels: np.ndarray, classes: np.ndarray, step: float, bias: int,
-                lam: float, rounds: int = 2) -> np.ndarray:
-    """Rate–distortion-optimised levels ``(n, 64)`` of blocks with coefficients ``coeffs`` (8-bit units):
-    each nonzero value may move one step towards zero and each block may be dropped, whichever
-    lowers ``squared error + lam · bits`` under tables fitted to the current levels."""
-    levels = levels.copy()
-    contexts = _coefficient_contexts(classes).reshape(-1, BLOCK * BLOCK)
-    recon = lambda q: np.sign(q) * np.maximum(np.abs(q) - bias / 16.0, 0.0) * step  # noqa: E731
-    for _ in range(rounds):
-        flag_bits, value_bits = GroupModel.fit(levels, classes).bit_costs()
-        cost = lambda q: (coeffs - recon(q)) ** 2 + lam * value_bits[contexts, q + MAX_LEVEL]  # noqa: E731
-        lower = levels - np.sign(levels)
-        levels = np.where((levels != 0) & (cost(lower) < cost(levels)), lower, levels)
-        coded = (levels != 0).any(axis=1)
-        j_coded = cost(levels).sum(axis=1) + lam * flag_bits[classes, 1]
-        j_zero = (coeffs ** 2).sum(axis=1) + lam * flag_bits[classes, 0]
-        levels[coded & (j_zero <= j_coded)] = 0
-    return levels
-
-
-def _code(values, contexts, params, num_contexts, pmf, offset) -> bytes:
-    tables, remap = _context_tables(params, num_contexts, pmf, offset)
-    if tables is None:
-        return bytes([0])  # no symbols: table_coding's empty encoding
-    return table_coding.encode(values, remap[contexts], tables)
-
-
-def _context_tables(params: dict, num_contexts: int, pmf, offset: int):
+def context_tables(params: dict, num_contexts: int, pmf, offset: int):
     """Tables of the contexts in ``params`` (sorted) and the map context id → table number."""
     ids = sorted(params)
     if not ids:
         return None, None
-    tables = _tables([pmf(params[c]) for c in ids], offset)
+    tables = frequency_tables([pmf(params[c]) for c in ids], offset)
     remap = np.zeros(num_contexts, dtype=np.int64)
     remap[ids] = np.arange(len(ids))
     return tables, remap
 
 
 def decode_group(reader: ByteReader, classes_per_plane: list[np.ndarray]) -> list[np.ndarray]:
-    """Inverse of :func:`encode_group`: the quantised coefficients ``(Hb, Wb, 64)`` of every plane.
+    """Inverse of :func:`~.residual_encoder.encode_group`: the quantised coefficients ``(Hb, Wb, 64)`` of every plane.
 
     Hostile input: parameters are range-checked, every segment must be exactly a table-coded
     string, a flagged block must have a nonzero coefficient, and the number of flagged blocks is
@@ -303,9 +207,9 @@ def decode_group(reader: ByteReader, classes_per_plane: list[np.ndarray]) -> lis
     flag_params = {}
     for a in np.unique(classes).tolist():
         flag_params[a] = _read_index(reader, len(NONZERO_COUNTS), "residual flag parameter")
-    flags = _decode(reader, classes, flag_params, NUM_CLASSES, _flag_pmf, 0, "flags")
+    flags = _decode(reader, classes, flag_params, NUM_CLASSES, flag_pmf, 0, "flags")
     coded_classes = classes[flags == 1]
-    contexts = _coefficient_contexts(coded_classes)
+    contexts = coefficient_contexts(coded_classes)
     coef_params = {}
     for ctx in np.unique(contexts).tolist():
         coef_params[ctx] = (_read_index(reader, len(NONZERO_COUNTS), "residual coefficient parameter"),
@@ -313,7 +217,7 @@ def decode_group(reader: ByteReader, classes_per_plane: list[np.ndarray]) -> lis
     words, _ = read_varint(reader.data, reader.pos, "residual word count")
     if coded_classes.size > 32 * words + 64:
         raise FormatError(f"{coded_classes.size} coded residual blocks cannot fit in {words} words")
-    values = _decode(reader, contexts, coef_params, NUM_CLASSES * NUM_BANDS, lambda p: _magnitude_pmf(*p),
+    values = _decode(reader, contexts, coef_params, NUM_CLASSES * NUM_BANDS, lambda p: magnitude_pmf(*p),
                      -MAX_LEVEL, "coefficients")
     coded = values.reshape(-1, BLOCK * BLOCK)
     if coded.size and not (coded != 0).any(axis=1).all():
@@ -337,7 +241,7 @@ def _read_index(reader: ByteReader, limit: int, what: str) -> int:
 def _decode(reader: ByteReader, contexts, params, num_contexts, pmf, offset, what: str) -> np.ndarray:
     words, after = read_varint(reader.data, reader.pos, f"residual {what} word count")
     segment = reader.take(after - reader.pos + 4 * words, f"residual {what}")
-    tables, remap = _context_tables(params, num_contexts, pmf, offset)
+    tables, remap = context_tables(params, num_contexts, pmf, offset)
     if tables is None:
         if segment != bytes([0]):
             raise FormatError(f"residual {what}: data where no symbols are coded")
@@ -354,43 +258,18 @@ def plane_groups(num_planes: int) -> list[list[int]]:
     return [[0]] if num_planes == 1 else [[0], [1, 2]]
 
 
-def encode_residual(targets: list[torch.Tensor], fractal: list[torch.Tensor], sizes: list[tuple[int, int]],
-                    luma_quarters: int, chroma_quarters: int, rounding: float,
-                    lambdas: tuple[float, float] | None = None) -> tuple[bytes, ResidualSteps, list[torch.Tensor]]:
-    """Code ``targets − fractal`` (padded planes, 8-bit units; ``sizes`` the true sizes, whose blocks
-    alone are coded) with dead-zone ``rounding``, then (given ``lambdas``, squared error per bit for
-    luma and chroma) :func:`rd_optimise`: the section's bytes, the steps with the reconstruction
-    offset that fits best, and the residual planes the decoder will rebuild."""
-    groups = plane_groups(len(targets))
-    unbiased = ResidualSteps(luma_quarters, chroma_quarters)
-    coeffs, levels = [], []
-    for i in range(len(targets)):
-        c = block_dct((targets[i] - fractal[i]).to(torch.float64))
-        lv = quantise(c, unbiased.step(_group(i)), rounding)
-        hb, wb = -(-sizes[i][0] // BLOCK), -(-sizes[i][1] // BLOCK)
-        lv[hb:], lv[:, wb:] = 0, 0  # blocks wholly in the padding are never shown
-        coeffs.append(c)
-        levels.append(lv)
-    bias = best_bias(torch.cat([(c / unbiased.step(_group(i))).reshape(-1) for i, c in enumerate(coeffs)]),
-                     np.concatenate([lv.reshape(-1) for lv in levels]))
-    steps = ResidualSteps(luma_quarters, chroma_quarters, bias)
-    classes = [activity_classes(fractal[i], steps.step(_group(i))) for i in range(len(targets))]
-    out = bytearray()
-    for group, planes in enumerate(groups):
-        if lambdas is not None:
-            shapes = [levels[i].shape for i in planes]
-            flat = rd_optimise(np.concatenate([coeffs[i].numpy().reshape(-1, BLOCK * BLOCK) for i in planes]),
-                               np.concatenate([levels[i].reshape(-1, BLOCK * BLOCK) for i in planes]),
-                               np.concatenate([classes[i].reshape(-1) for i in planes]),
-                               steps.step(group), bias, lambdas[group])
-            start = 0
-            for i, shape in zip(planes, shapes):
-                n = shape[0] * shape[1]
-                levels[i] = flat[start:start + n].reshape(shape)
-                start += n
-        out += encode_group([levels[i] for i in planes], [classes[i] for i in planes])
-    rebuilt = [block_idct(dequantise(levels[i], steps.step(_group(i)), steps.bias)) for i in range(len(targets))]
-    return bytes(out), steps, rebuilt
+def rebuild_blocks(blocks: tuple[int, int], index: np.ndarray, levels: np.ndarray, step: float,
+                   bias: int) -> torch.Tensor:
+    """The residual plane ``(8·Hb, 8·Wb)`` (float32) of a ``blocks = (Hb, Wb)`` grid whose blocks at
+    the flat indices ``index`` have the quantised coefficients ``levels`` ``(m, 64)``, the others
+    none. Only those blocks are transformed (elementwise, so each is what a whole-plane
+    :func:`block_idct` would give it)."""
+    Hb, Wb = blocks
+    plane = torch.zeros(Hb * Wb, BLOCK, BLOCK, dtype=torch.float32)  # (block, y, x)
+    if index.size:
+        rows = block_idct(dequantise(levels, step, bias)[None])  # (8, 8·m): the blocks side by side
+        plane[torch.from_numpy(index)] = rows.reshape(BLOCK, index.size, BLOCK).transpose(0, 1)
+    return plane.reshape(Hb, Wb, BLOCK, BLOCK).permute(0, 2, 1, 3).reshape(Hb * BLOCK, Wb * BLOCK)
 
 
 def decode_residual(reader: ByteReader, fractal: list[torch.Tensor], steps: ResidualSteps) -> list[torch.Tensor]:
@@ -400,26 +279,12 @@ def decode_residual(reader: ByteReader, fractal: list[torch.Tensor], steps: Resi
         step = steps.step(group)
         levels = decode_group(reader, [activity_classes(fractal[i], step) for i in planes])
         for i, lv in zip(planes, levels):
-            rebuilt[i] = block_idct(dequantise(lv, step, steps.bias))
+            flat = lv.reshape(-1, BLOCK * BLOCK)
+            index = np.flatnonzero(flat.any(axis=1))
+            rebuilt[i] = rebuild_blocks(lv.shape[:2], index, flat[index], step, steps.bias)
     if reader.remaining():
         raise FormatError(f"{reader.remaining()} bytes after the residual layer")
     return rebuilt
-
-
-def _group(plane: int) -> int:
-    """The plane group of plane ``plane`` (0 luma, 1 chroma)."""
-    return 0 if plane == 0 else 1
-
-
-def best_bias(scaled: torch.Tensor, levels: np.ndarray) -> int:
-    """The reconstruction offset (sixteenths of a step) that minimises the error of the nonzero
-    values, given the coefficients ``scaled`` in units of their step and their ``levels``."""
-    q = torch.from_numpy(levels).abs().to(torch.float64)
-    nz = q > 0
-    if not bool(nz.any()):
-        return 0
-    b = float((q[nz] - scaled.abs()[nz]).mean())
-    return int(min(15, max(0, round(16 * b))))
 
 
 # --------------------------------------------------------------------------------------------
