@@ -73,15 +73,14 @@ def encode(image: torch.Tensor, config: PifsConfig | None = None, progress: bool
 
 
 #: Residual candidates the encoder tries at a quality of Lagrange multiplier λ: the fractal part
-#: coded at λ·m for each m here, each with a residual layer at the luma step 2.94·√λ (the
-#: high-rate optimum of a uniform quantiser, √(λ / (ln 2 / 6))). It keeps the candidate with the
+#: coded at λ·m for each m here, and the residual layer at luma steps k·√λ for each k (the high-rate
+#: optimum of a uniform quantiser is √(λ / (ln 2 / 6)) ≈ 2.94·√λ). It keeps the candidate with the
 #: lowest D + λ·R (D: RGB squared error / 3, R: file bits), the fractal file alone among them.
-#: Steps 2.4 and 3.6·√λ tried as well gained nothing (BD-rate on six training photos, −5.7 %
-#: against the fractal code with them, −5.9 % without). Above SHORTCUT_PIXELS, the multiplier 2
-#: is tried only if the layer won at λ: each try costs seconds there (a fractal decode).
+#: Above SHORTCUT_PIXELS, where each fractal decode and deblocking search costs seconds, the
+#: multiplier 2 is tried only if a layer won at λ, with λ's deblocking preset.
 FRACTAL_LAMBDA_MULTIPLIERS = (1.0, 2.0)
 SHORTCUT_PIXELS = 2_000_000
-RESIDUAL_STEP_FACTOR = 2.94
+RESIDUAL_STEP_FACTORS = (2.94, 2.4, 3.6)
 #: Chroma steps are this fraction of luma's (chroma errors weigh more in RGB, as ``chroma_weight``).
 RESIDUAL_CHROMA_RATIO = 0.5
 #: Rounding of the residual quantiser before the RD optimisation moves values towards zero.
@@ -114,11 +113,9 @@ def encode_analysed(image: torch.Tensor, analyses: list[list[LevelAnalysis]], co
         if best is not None and not best[2] and large:
             break  # a large image whose layer did not pay at λ: at a coarser fractal part it would not either
         payload = _fractal_payload(analyses, layouts, config, lam * multiplier)
-        first = index == 0
-        # The deblocking preset is chosen once, at λ: choosing it again at 2λ gained 0.1 % (six
-        # training photos) for a second full search (3 s on a 12 MP photo).
-        cfg, planes = _deblock_choice(image, payload, config if first else replace(config, deblock=cfg.deblock),
-                                      choose_deblock and first)
+        again = index == 0 or not large  # a deblocking search per fractal part, but one on large images
+        cfg, planes = _deblock_choice(image, payload, config if again else replace(config, deblock=cfg.deblock),
+                                      choose_deblock and again)
         header = ContainerHeader("pifs", W, H, C, cfg.to_params())
         if not residual:
             return pack(header, payload)
@@ -126,9 +123,9 @@ def encode_analysed(image: torch.Tensor, analyses: list[list[LevelAnalysis]], co
         if multiplier == 1.0:  # the fractal file alone only at the quality's own λ
             best = _better(best, pack(header, payload), planes, False, *scoring)
         source = ResidualSource.of(targets, planes, [l.size for l in layouts])
-        data, rebuilt = _with_residual(payload, cfg, planes, source, (W, H, C), RESIDUAL_STEP_FACTOR * math.sqrt(lam),
-                                       lam)
-        best = _better(best, data, rebuilt, True, *scoring)
+        for factor in RESIDUAL_STEP_FACTORS:
+            data, rebuilt = _with_residual(payload, cfg, planes, source, (W, H, C), factor * math.sqrt(lam), lam)
+            best = _better(best, data, rebuilt, True, *scoring)
     return best[1]
 
 
