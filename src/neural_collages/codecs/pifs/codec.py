@@ -23,8 +23,9 @@ at any integer scale. Everything on the decoding path is elementwise IEEE arithm
 order, so decoded images are bit-identical across runs, thread counts and machines.
 
 Files by job: ``config.py`` (settings, params), ``analysis.py`` (geometry, search),
-``rate_distortion.py`` (decisions), ``bitstream.py`` (symbols ↔ payload), this module (the
-codec's entry points, registered as ``"pifs"``).
+``rate_distortion.py`` (decisions), ``bitstream.py`` (symbols ↔ payload), ``residual.py`` and
+``residual_encoder.py`` (the DCT residual layer), ``zoom.py`` (s× decodes of version-4 files),
+this module (the codec's entry points, registered as ``"pifs"``).
 """
 
 from __future__ import annotations
