@@ -45,6 +45,7 @@ from ...coding import table_coding
 from ...coding.table_coding import FrequencyTables
 from ...coding.varints import ByteReader, read_varint
 from ...errors import FormatError
+from .zoom import shifted, upsample_axis
 
 BLOCK = 8
 #: Quantised coefficients are clipped to ±MAX_LEVEL by the encoder (a table's alphabet).
@@ -291,41 +292,22 @@ def decode_residual(reader: ByteReader, fractal: list[torch.Tensor], steps: Resi
 # Adding a 1x residual to an s× plane
 
 
-def _linear_phases(scale: int) -> list[tuple[int, float]]:
-    """Per output phase t of an s× upsampling: (neighbour −1/0/+1, its weight) of linear interpolation."""
+def _linear_phases(scale: int) -> list[list[tuple[int, float]]]:
+    """Per output phase t of an s× upsampling: the taps (offset, weight) of linear interpolation
+    (the sample itself, then its neighbour on the side the phase leans to)."""
     phases = []
     for t in range(scale):
         f = (t + 0.5) / scale - 0.5
-        phases.append((1, f) if f > 0 else (-1, -f) if f < 0 else (0, 0.0))
+        phases.append([(0, 1.0 - f), (1, f)] if f > 0 else [(0, 1.0 + f), (-1, -f)] if f < 0 else [(0, 1.0)])
     return phases
 
 
-def _shifted(x: torch.Tensor, dim: int, offset: int) -> torch.Tensor:
-    """``x`` moved by one sample along ``dim`` (``offset`` ±1; the edge sample repeated)."""
-    n = x.shape[dim]
-    if offset == 0 or n == 1:
-        return x
-    if offset > 0:
-        return torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim=dim)
-    return torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim=dim)
-
-
-def _upsample_axis(x: torch.Tensor, dim: int, scale: int) -> torch.Tensor:
-    outs = []
-    for offset, w in _linear_phases(scale):
-        outs.append(x if offset == 0 else x * (1.0 - w) + _shifted(x, dim, offset) * w)
-    axis = dim % x.dim()
-    shape = list(x.shape)
-    shape[axis] *= scale
-    return torch.stack(outs, dim=axis + 1).reshape(shape)
-
-
 def _pooled_upsample_axis(x: torch.Tensor, dim: int, scale: int) -> torch.Tensor:
-    """The s-sample average of :func:`_upsample_axis` along ``dim``: a symmetric 3-tap filter."""
-    side = sum(w for offset, w in _linear_phases(scale) if offset > 0) / scale
+    """The s-sample average of the linear upsampling along ``dim``: a symmetric 3-tap filter."""
+    side = sum(w for taps in _linear_phases(scale) for offset, w in taps if offset > 0) / scale
     if side == 0.0:
         return x
-    return x * (1.0 - 2.0 * side) + (_shifted(x, dim, -1) + _shifted(x, dim, 1)) * side
+    return x * (1.0 - 2.0 * side) + (shifted(x, dim, -1) + shifted(x, dim, 1)) * side
 
 
 #: Rows of the 1x residual upsampled at a time: temporaries stay strips of the s× plane.
@@ -343,12 +325,13 @@ def add_upsampled(plane: torch.Tensor, residual: torch.Tensor, scale: int) -> No
         return
     H = residual.shape[0]
     rows_out, cols_out = plane.shape
+    phases = _linear_phases(scale)
     for y0 in range(0, -(-rows_out // scale), STRIP_ROWS):
         y1 = min(H, y0 + STRIP_ROWS)
         lo, hi = max(0, y0 - 1), min(H, y1 + 1)
         strip = residual[lo:hi]
         # Interpolate along x on the strip, then along y; the halo rows give the right neighbours.
-        up = _upsample_axis(_upsample_axis(strip, 1, scale), 0, scale)
+        up = upsample_axis(upsample_axis(strip, 1, phases), 0, phases)
         pooled = _pooled_upsample_axis(_pooled_upsample_axis(strip, 1, scale), 0, scale)
         correction = (strip - pooled).repeat_interleave(scale, 0).repeat_interleave(scale, 1)
         part = (up + correction)[(y0 - lo) * scale:(y0 - lo + y1 - y0) * scale]

@@ -53,8 +53,8 @@ def cubic_phases(scale: int) -> list[list[tuple[int, float]]]:
     return phases
 
 
-def _shifted(x: torch.Tensor, dim: int, offset: int) -> torch.Tensor:
-    """``x`` moved by ``offset`` samples along ``dim`` (|offset| ≤ 2; edge samples repeated)."""
+def shifted(x: torch.Tensor, dim: int, offset: int) -> torch.Tensor:
+    """``x`` moved by ``offset`` samples along ``dim`` (edge samples repeated)."""
     n = x.shape[dim]
     if offset == 0:
         return x
@@ -62,17 +62,19 @@ def _shifted(x: torch.Tensor, dim: int, offset: int) -> torch.Tensor:
     return x.index_select(dim, index)
 
 
-def _upsample_axis(x: torch.Tensor, dim: int, scale: int) -> torch.Tensor:
+def upsample_axis(x: torch.Tensor, dim: int, phases: list[list[tuple[int, float]]]) -> torch.Tensor:
+    """``x`` upsampled ``len(phases)``× along ``dim``: output phase t is the sum, in tap order, of
+    ``shifted(x, offset) · weight`` over ``phases[t]`` (fixed-order elementwise arithmetic)."""
     outs = []
-    for taps in cubic_phases(scale):
+    for taps in phases:
         acc = None
         for offset, w in taps:
-            term = _shifted(x, dim, offset) * w
+            term = shifted(x, dim, offset) * w
             acc = term if acc is None else acc + term
         outs.append(acc)
     axis = dim % x.dim()
     shape = list(x.shape)
-    shape[axis] *= scale
+    shape[axis] *= len(phases)
     return torch.stack(outs, dim=axis + 1).reshape(shape)
 
 
@@ -80,10 +82,11 @@ def add_interpolated(plane: torch.Tensor, base: torch.Tensor, scale: int) -> Non
     """``plane += C(base)`` in place, ``plane`` the top-left ``(≤ s·H, ≤ s·W)`` of the s× grid of ``base``."""
     H = base.shape[0]
     rows_out, cols_out = plane.shape
+    phases = cubic_phases(scale)
     for y0 in range(0, -(-rows_out // scale), STRIP_ROWS):
         y1 = min(H, y0 + STRIP_ROWS)
         lo, hi = max(0, y0 - HALO), min(H, y1 + HALO)
-        up = _upsample_axis(_upsample_axis(base[lo:hi], 1, scale), 0, scale)
+        up = upsample_axis(upsample_axis(base[lo:hi], 1, phases), 0, phases)
         part = up[(y0 - lo) * scale:(y1 - lo) * scale]
         r0, r1 = y0 * scale, min(rows_out, y1 * scale)
         plane[r0:r1] += part[: r1 - r0, :cols_out]
