@@ -10,8 +10,9 @@ search never builds those 8 copies:
    square's isometries, which act on it as signed permutations ``M_g`` (``f(g·x) = M_g f(x)``).
 2. k-means (faiss, spherical, fixed seed) on the features of each domain in a canonical pose gives
    ``L`` centroids ``μ_l``; the centroid set ``{±M_g μ_l}`` is closed under isometries and sign.
-3. A domain ``x`` is filed, in the pose ``g⁻¹·x``, in the list of the centroid ``±M_g μ_l`` nearest
-   to it (largest ``|<f, M_g μ_l>|``, a brute-force product): one entry per domain, not 16.
+3. A domain ``x`` is filed, in its canonical pose ``g·x``, in the list of the centroid ``±μ_l``
+   nearest to that pose's features (largest ``|<M_g f, μ_l>|``, a brute-force product): one
+   entry per domain, not 16.
 4. A range probes its ``probes`` nearest centroids ``±M_g μ_l`` and scores ``g⁻¹·y`` against every
    entry of list ``l`` with the exact clamped gain of
    :func:`~neural_collages.core.search.best_affine_matches` (one matrix product per list).
@@ -214,8 +215,12 @@ def _cluster(ranges, domains, lists: int, settings: ClusterSearchSettings):
     mu = torch.from_numpy(kmeans.centroids)
     centroids = torch.einsum("gij,lj->gli", poses, mu).reshape(NUM_POSES * lists, F).T.contiguous()  # col g·L + l
     probed = _nearest_centroids(_unit_rows(ranges @ atoms), centroids, min(settings.probes, centroids.shape[1]))
-    nearest = _nearest_centroids(feats, centroids, 1)[:, 0]
-    return nearest % lists, nearest // lists, probed % lists, probed // lists
+    # A domain is filed in the list of the centroid nearest to its canonical variant g·x, so in the
+    # pose g⁻¹ (near M_g⁻¹ μ_l): L centroids to search, not 8L. It is not always the nearest of all
+    # 8L (measured on six training photos: +0.14 % BD-rate against +0.03 % for the nearest of all,
+    # with about half the nearest-centroid time).
+    nearest = _nearest_centroids(canonical, mu.T.contiguous(), 1)[:, 0]
+    return nearest, pose_permutations(side)[1][g], probed % lists, probed // lists
 
 
 def _nearest_centroids(feats: torch.Tensor, centroids: torch.Tensor, k: int) -> torch.Tensor:
