@@ -64,7 +64,9 @@ def flat_bomb(side: int = 8192) -> bytes:
     from neural_collages.coding.container import ContainerHeader, pack
     from neural_collages.coding.streams import encode_streams
 
-    config = PifsConfig()
+    # Version 4 (stored histograms): a constant stream then costs no coded bits, so the file stays
+    # the 233 bytes of issue 12 (adaptive version-5 streams would take 352).
+    config = PifsConfig(adaptive_symbols=False)
     layouts = plane_layouts(side, side, 3, config)
     values = {}
     for layout in layouts:

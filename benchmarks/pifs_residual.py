@@ -7,6 +7,8 @@ Every image is searched once (exhaustive, as ``rd.py``); each variant then codes
 * ``+residual``: a residual layer, plain dead-zone quantisation (rounding 0.32), fractal at λ only;
 * ``+rdo``: the same with rate–distortion optimised quantisation;
 * ``shipped``: ``+rdo`` and the fractal part also tried at 2λ (the codec's default);
+* ``stored-tables``: ``shipped`` with the fractal streams' histograms stored (payload version 4)
+  instead of learnt while coding (version 5; every other variant is version 5);
 * ``no-contexts``: ``shipped`` with every block in one activity class (what the contexts from the
   fractal decode are worth; files only this process can read);
 * ``means+residual``: the residual over 32-px flat means only, no fractal maps (what the fractal
@@ -46,7 +48,7 @@ EXTRA = {"Path": Path("/usr/share/wallpapers/Path/contents/images/2560x1600.jpg"
 QUALITIES = range(1, 11)
 JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90)
 WEBP_QUALITIES = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90)
-VARIANTS = ("fractal", "+residual", "+rdo", "shipped", "no-contexts", "means+residual")
+VARIANTS = ("fractal", "+residual", "+rdo", "shipped", "stored-tables", "no-contexts", "means+residual")
 
 
 def _settings(variant: str) -> dict:
@@ -56,6 +58,7 @@ def _settings(variant: str) -> dict:
         "+residual": {"FRACTAL_LAMBDA_MULTIPLIERS": (1.0,), "RESIDUAL_RDO": False, "RESIDUAL_ROUNDING": 0.32},
         "+rdo": {"FRACTAL_LAMBDA_MULTIPLIERS": (1.0,)},
         "shipped": {},
+        "stored-tables": {},
         "no-contexts": {},
         "means+residual": {"FRACTAL_LAMBDA_MULTIPLIERS": (1e9,)},
     }[variant]
@@ -124,7 +127,8 @@ def measure_image(job: tuple[str, str, int | None]) -> dict:
         try:
             points = []
             for q in QUALITIES:
-                data = encode_analysed(image, analyses, PifsConfig(quality=q), residual=variant != "fractal")
+                config = PifsConfig(quality=q, adaptive_symbols=variant != "stored-tables")
+                data = encode_analysed(image, analyses, config, residual=variant != "fractal")
                 with torch.no_grad():
                     points.append({"quality": q, "layered": unpack(data)[0].params["res_y"] > 0,
                                    **_score(decompress(data), image, len(data))})

@@ -73,8 +73,9 @@ def test_encoding_the_sample_writes_the_recorded_bytes(sample, name):
 
 # Files of earlier payload versions: (folder, version key) per codec. Version 1 was written before
 # deblocking, PIFS version 2 before the residual layer (with ``--quality`` 1-8), PIFS version 3
-# before the zoom parameter (its s× decodes are the fractal decode plus the residual upsampled).
-OLD_VERSIONS = {"pifs-v1": "v", "neural-v1": "payload_version", "pifs-v2": "v", "pifs-v3": "v"}
+# before the zoom parameter (its s× decodes are the fractal decode plus the residual upsampled),
+# PIFS version 4 before adaptive symbol models (stored histograms).
+OLD_VERSIONS = {"pifs-v1": "v", "neural-v1": "payload_version", "pifs-v2": "v", "pifs-v3": "v", "pifs-v4": "v"}
 OLD_CASES = [(folder, name) for folder in OLD_VERSIONS
              for name in sorted(json.loads((GOLDEN / folder / "digests.json").read_text()))]
 
@@ -82,15 +83,15 @@ OLD_CASES = [(folder, name) for folder in OLD_VERSIONS
 @pytest.mark.parametrize("folder,name", OLD_CASES)
 def test_old_version_files_still_decode_to_their_recorded_pixels(folder, name):
     """They decode exactly as they always did: version 1 names no filter, version 2 has no residual
-    layer, version 3 has one and no zoom parameter."""
+    layer, version 3 has one and no zoom parameter, version 4 stores its symbol histograms."""
     digests = json.loads((GOLDEN / folder / "digests.json").read_text())[name]
     data = (GOLDEN / folder / f"{name}.clg").read_bytes()
     assert _sha256(data) == digests["file"]
     header, _ = unpack(data)
     version = int(folder[-1])
     assert header.params[OLD_VERSIONS[folder]] == version
-    assert ("deblock" in header.params) == (version > 1) and ("res_y" in header.params) == (version == 3)
-    assert "zoom" not in header.params
+    assert ("deblock" in header.params) == (version > 1) and ("res_y" in header.params) == (version in (3, 4))
+    assert ("zoom" in header.params) == (version == 4)
     for scale in (1, 2):
         pixels = to_uint8(codecs.decompress(data, scale)).numpy().tobytes()
         assert _sha256(pixels) == digests[f"pixels_x{scale}"], f"{folder}/{name} at {scale}x"
@@ -102,9 +103,9 @@ def test_current_neural_files_name_their_deblocking():
     assert any(p["deblock"] != [0, 0] for p in params)
 
 
-def test_current_pifs_files_are_version_4_with_and_without_a_residual_layer():
+def test_current_pifs_files_are_version_5_with_and_without_a_residual_layer():
     """Every new file names its zoom; low qualities stay fractal-only, higher ones carry a layer."""
     params = {name: unpack((GOLDEN / f"{name}.clg").read_bytes())[0].params
               for name in DIGESTS if name.startswith("pifs")}
-    assert all(p["v"] == 4 and p["zoom"] == 4 for p in params.values())
+    assert all(p["v"] == 5 and p["zoom"] == 4 for p in params.values())
     assert params["pifs-q1"]["res_y"] == 0 and params["pifs-q10"]["res_y"] > 0

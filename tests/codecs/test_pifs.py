@@ -232,3 +232,20 @@ def test_the_deblocking_parameter_is_checked_like_the_others(encoded, params, me
     missing = {k: v for k, v in header.params.items() if k != "deblock"}
     with pytest.raises(FormatError, match="exactly the keys"):
         pifs.decode(pack(dataclasses.replace(header, params=missing), payload))
+
+
+@pytest.mark.parametrize("quality", [1, 4])
+def test_adaptive_symbol_models_change_only_the_entropy_coding(photo, quality):
+    """Version 5 (adaptive models) and version 4 (stored histograms) code the same fractal code:
+    same decisions, same pixels; only the streams differ, and learning is cheaper here."""
+    analyses = pifs.analyse(photo, pifs.PifsConfig())
+    files = {adaptive: pifs.encode_analysed(photo, analyses, pifs.PifsConfig(quality=quality,
+                                                                           adaptive_symbols=adaptive),
+                                            residual=False)
+             for adaptive in (True, False)}
+    assert unpack(files[True])[0].params["v"] == 5 and unpack(files[False])[0].params["v"] == 4
+    assert torch.equal(decompress(files[True]), decompress(files[False]))
+    assert len(files[True]) < len(files[False])
+    header, payload = unpack(files[True])
+    with pytest.raises(FormatError):  # the payload is not readable as stored histograms
+        pifs.decode_parts(header, payload, pifs.PifsConfig.from_params({**header.params, "v": 4}), 1)

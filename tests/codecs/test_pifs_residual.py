@@ -267,13 +267,21 @@ def test_version_4_params_are_checked(layered, change, message):
         decompress(with_params(layered, raw))
 
 
-def test_configs_write_version_4_and_old_settings_their_own_version():
+def test_configs_write_version_5_and_old_settings_their_own_version():
     params = pifs.PifsConfig().to_params()
-    assert params["v"] == 4 and params["res_y"] == 0 and params["zoom"] == 4
+    assert params["v"] == 5 and params["res_y"] == 0 and params["zoom"] == 4
     assert pifs.PifsConfig.from_params(params) == pifs.PifsConfig()
-    legacy = pifs.PifsConfig(zoom_detail=None)
+    stored = pifs.PifsConfig(adaptive_symbols=False)
+    assert stored.to_params()["v"] == 4 and pifs.PifsConfig.from_params(stored.to_params()) == stored
+    assert set(stored.to_params()) == set(params)  # version 5 changes the payload, not the params
+    legacy = pifs.PifsConfig(zoom_detail=None, adaptive_symbols=False)
     assert legacy.to_params()["v"] == 2 and "res_y" not in legacy.to_params() and "zoom" not in legacy.to_params()
-    assert pifs.PifsConfig(zoom_detail=None, residual_luma=8, residual_chroma=4).to_params()["v"] == 3
+    assert pifs.PifsConfig(zoom_detail=None, adaptive_symbols=False, residual_luma=8,
+                           residual_chroma=4).to_params()["v"] == 3
+    with pytest.raises(ConfigurationError):  # versions 1-3 have no adaptive streams
+        pifs.PifsConfig(zoom_detail=None).to_params()
+    with pytest.raises(ConfigurationError):
+        pifs.PifsConfig(adaptive_symbols=1)
     with pytest.raises(ConfigurationError):
         pifs.PifsConfig(zoom_detail=17)
     with pytest.raises(ConfigurationError):

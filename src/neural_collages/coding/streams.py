@@ -19,6 +19,10 @@ gives the *same* specs to the encoder and the decoder; they are not stored. A st
   part: the coder codes each symbol's rank in the support with
   ``Categorical(counts[support] / n, perfect=False)``, probabilities computed in float64 from
   the stored integers. A stream with a single distinct symbol costs no coded bits at all.
+* ``"adaptive"`` (``1 ≤ alphabet ≤ 4096``): no model is stored; the symbols are coded in chunks,
+  each with a model learnt from the counts of the symbols before it
+  (:mod:`neural_collages.coding.adaptive`). Cheaper than ``"categorical"`` for short streams,
+  whose stored histogram is a large share of their size.
 * ``"uniform"`` (``1 ≤ alphabet ≤ 2**31 - 1``): no model is stored. ``alphabet == 1`` codes
   nothing; ``2 ≤ alphabet ≤ 4096`` uses ``Uniform(alphabet)``; a larger alphabet is coded as
   two digits, ``s = hi * L + lo`` with ``L = 2**(bit_length(alphabet - 1) - 12)``, ``lo`` coded
@@ -81,7 +85,7 @@ encoding; that the counts sum to ``n``; that the word count matches the remainin
 (truncation, trailing bytes); that the words are not fewer than the announced symbols need
 (ideal bits of the stored histograms, ``log2(alphabet) - 1.5`` bits per uniform symbol, minus
 some slack -- so a crafted header cannot make it decode ``max_symbols`` symbols out of a handful
-of bytes); that split uniform values lie inside their alphabet; that every decoded categorical
+of bytes; adaptive streams have no such bound and are limited by ``max_symbols`` alone); that split uniform values lie inside their alphabet; that every decoded categorical
 stream has exactly the stored histogram; and that re-encoding the decoded symbols gives back
 exactly the stored words. Exceptions raised inside ``constriction`` (including Rust panics)
 become :class:`FormatError`. Time and memory are ``O(max_symbols + len(data))``: nothing read
@@ -113,6 +117,7 @@ import numpy as np
 
 from ..checks import is_int
 from ..errors import ConfigurationError, FormatError
+from .adaptive import MAX_ADAPTIVE_ALPHABET, adaptive_cost_bits, chunk_ends, chunk_probabilities
 from .varints import ByteReader, put_varint, varint_length
 
 __all__ = [
@@ -129,7 +134,7 @@ __all__ = [
 
 MAGIC = b"NE"
 FORMAT_VERSION = 1
-KINDS = ("categorical", "uniform")
+KINDS = ("categorical", "adaptive", "uniform")
 MAX_CATEGORICAL_ALPHABET = 65536
 MAX_UNIFORM_ALPHABET = 2**31 - 1
 MAX_OFFSET = 2**62
@@ -172,7 +177,8 @@ class StreamSpec:
             raise ConfigurationError(f"stream {self.name!r}: alphabet must be an integer")
         if not is_int(self.offset):
             raise ConfigurationError(f"stream {self.name!r}: offset must be an integer")
-        limit = MAX_CATEGORICAL_ALPHABET if self.kind == "categorical" else MAX_UNIFORM_ALPHABET
+        limit = {"categorical": MAX_CATEGORICAL_ALPHABET, "adaptive": MAX_ADAPTIVE_ALPHABET}.get(self.kind,
+                                                                                              MAX_UNIFORM_ALPHABET)
         if not 1 <= int(self.alphabet) <= limit:
             raise ConfigurationError(
                 f"stream {self.name!r}: {self.kind} alphabet must be in [1, {limit}], "
@@ -245,6 +251,8 @@ def stream_cost_bits(spec: StreamSpec, values) -> float:
     sym = _symbols(spec, values)
     if spec.kind == "categorical":
         return estimate_bits(np.bincount(sym, minlength=spec.alphabet))
+    if spec.kind == "adaptive":
+        return adaptive_cost_bits(sym, spec.alphabet) if spec.alphabet > 1 else 0.0
     return float(sym.size * math.log2(spec.alphabet))
 
 
@@ -334,6 +342,10 @@ def encode_streams(specs: Sequence[StreamSpec], values: Mapping[str, np.ndarray]
                 rank[support] = np.arange(k, dtype=np.int32)
                 probs = kept.astype(np.float64) / float(n)
                 encoder.encode(rank[sym], model.Categorical(probs, perfect=False))
+        elif spec.kind == "adaptive":
+            if spec.alphabet >= 2:
+                for part, m in _adaptive_chunks(sym.astype(np.int32), spec.alphabet, model):
+                    encoder.encode(part, m)
         elif spec.alphabet >= 2:
             if spec.alphabet <= _SINGLE_UNIFORM_MAX:
                 encoder.encode(sym.astype(np.int32), model.Uniform(spec.alphabet))
@@ -344,6 +356,17 @@ def encode_streams(specs: Sequence[StreamSpec], values: Mapping[str, np.ndarray]
     words = encoder.get_compressed().astype("<u4")
     put_varint(header, int(words.size))
     return bytes(header) + words.tobytes()
+
+
+def _adaptive_chunks(sym: np.ndarray, alphabet: int, model):
+    """``(chunk, model)`` pairs of an adaptive stream, in coding order (see ``adaptive.py``)."""
+    counts = np.zeros(alphabet, dtype=np.int64)
+    start = 0
+    for end in chunk_ends(int(sym.size)):
+        part = sym[start:end]
+        yield part, model.Categorical(chunk_probabilities(counts), perfect=False)
+        counts += np.bincount(part, minlength=alphabet)
+        start = end
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,6 +420,9 @@ def _decode(specs: list[StreamSpec], data: bytes, max_symbols: int) -> dict[str,
             continue
         if spec.kind == "uniform":
             min_bits += n * _uniform_min_bits(spec.alphabet)
+            plan.append((spec, n, None))
+            continue
+        if spec.kind == "adaptive":  # no table, and a learnt model has no useful lower bound on bits
             plan.append((spec, n, None))
             continue
         head = r.varint(f"table head of {spec.name!r}", 2 * min(n, spec.alphabet) - 1)
@@ -463,6 +489,20 @@ def _decode(specs: list[StreamSpec], data: bytes, max_symbols: int) -> dict[str,
                 if not np.array_equal(np.bincount(ranks, minlength=support.size), counts):
                     raise FormatError(f"stream {spec.name!r}: decoded histogram differs from stored")
                 sym = support[ranks]
+        elif spec.kind == "adaptive":
+            sym = np.zeros(n, dtype=np.int64)
+            if spec.alphabet >= 2:
+                counts = np.zeros(spec.alphabet, dtype=np.int64)
+                start = 0
+                for end in chunk_ends(n):
+                    m = model.Categorical(chunk_probabilities(counts), perfect=False)
+                    part = np.asarray(decoder.decode(m, end - start))
+                    coded.append((part, m))
+                    if part.shape != (end - start,) or part.min() < 0 or part.max() >= spec.alphabet:
+                        raise FormatError(f"stream {spec.name!r}: decoded symbols out of range")
+                    sym[start:end] = part
+                    counts += np.bincount(part, minlength=spec.alphabet)
+                    start = end
         elif spec.alphabet == 1:
             sym = np.zeros(n, dtype=np.int64)
         elif spec.alphabet <= _SINGLE_UNIFORM_MAX:

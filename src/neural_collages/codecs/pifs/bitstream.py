@@ -31,14 +31,15 @@ def stream_specs(layouts: list[PlaneLayout], config: PifsConfig) -> list[StreamS
     for layout in layouts:
         qt_ops = level_domain_counts(layout.padded, config)
         p = layout.name
-        specs.append(StreamSpec(f"{p}.split", "categorical", 2))
+        learnt = "adaptive" if config.adaptive_symbols else "categorical"  # version 5: no stored tables
+        specs.append(StreamSpec(f"{p}.split", learnt, 2))
         for level in range(len(config.block_sizes)):
-            specs.append(StreamSpec(f"{p}.s{level}", "categorical", 2 * config.s_levels + 1, -config.s_levels))
-        specs.append(StreamSpec(f"{p}.iso", "categorical", NUM_ISOMETRIES))
+            specs.append(StreamSpec(f"{p}.s{level}", learnt, 2 * config.s_levels + 1, -config.s_levels))
+        specs.append(StreamSpec(f"{p}.iso", learnt, NUM_ISOMETRIES))
         for level, count in enumerate(qt_ops):
             # A level whose domains do not fit has no fractal blocks: an empty one-symbol stream.
             specs.append(StreamSpec(f"{p}.dom{level}", "uniform", max(1, count)))
-        specs.append(StreamSpec(f"{p}.mean", "categorical", 2 * config.mean_levels + 1, -config.mean_levels))
+        specs.append(StreamSpec(f"{p}.mean", learnt, 2 * config.mean_levels + 1, -config.mean_levels))
     return specs
 
 

@@ -9,11 +9,14 @@ from ...errors import ConfigurationError, FormatError
 #: Version 2 adds the ``deblock`` parameter; version 3 a residual layer (``residual.py``: the params
 #: ``res_y``, ``res_c``, ``res_bias`` and a payload section after the fractal streams); version 4
 #: the ``zoom`` parameter (``zoom.py``: how s× decodes blend interpolation and fractal detail) and
-#: always names the residual params (``res_y`` 0: no layer). Older files still decode, unchanged,
-#: at every scale (the s× fractal decode plus, in version 3, the residual upsampled linearly).
-PAYLOAD_VERSION = 4
+#: always names the residual params (``res_y`` 0: no layer); version 5 codes the fractal code's
+#: categorical streams with adaptive models instead of stored histograms (``coding/adaptive.py``;
+#: same params as version 4). Older files still decode, unchanged, at every scale (the s× fractal
+#: decode plus, in version 3, the residual upsampled linearly).
+PAYLOAD_VERSION = 5
 RESIDUAL_VERSION = 3
 ZOOM_VERSION = 4
+ADAPTIVE_VERSION = 5
 #: The zoom parameter the encoder writes: the share of fractal detail, in sixteenths (``zoom.py``).
 DEFAULT_ZOOM_DETAIL = 4
 NUM_ISOMETRIES = 8
@@ -63,6 +66,8 @@ class PifsConfig:
     #: Share of the fractal code's own detail in s× decodes, in sixteenths (``zoom.py``); None:
     #: a file from before version 4, zoomed as those always were.
     zoom_detail: int | None = DEFAULT_ZOOM_DETAIL
+    #: Fractal symbols coded with adaptive models (version 5); False: stored histograms (1–4).
+    adaptive_symbols: bool = True
 
     def __post_init__(self):
         if self.quality not in QUALITY_LAMBDAS:
@@ -101,6 +106,9 @@ class PifsConfig:
                                      f"the bias in [0, 15]: {res}")
         if self.zoom_detail is not None and (type(self.zoom_detail) is not int or not 0 <= self.zoom_detail <= 16):
             raise ConfigurationError(f"zoom_detail must be None or an integer in [0, 16], got {self.zoom_detail!r}")
+        if type(self.adaptive_symbols) is not bool:
+            raise ConfigurationError(f"adaptive_symbols must be True or False, got {self.adaptive_symbols!r}")
+
 
     @property
     def lam(self) -> float:
@@ -122,9 +130,12 @@ class PifsConfig:
     def to_params(self) -> dict:
         residual = {"res_y": self.residual_luma, "res_c": self.residual_chroma, "res_bias": self.residual_bias}
         if self.zoom_detail is None:  # a pre-version-4 file's settings: its own version
+            if self.adaptive_symbols:
+                raise ConfigurationError("adaptive symbols (version 5) need the zoom parameter of version 4; "
+                                         "files of versions 1-3 use adaptive_symbols=False")
             version = RESIDUAL_VERSION if self.has_residual else 2
         else:
-            version = ZOOM_VERSION
+            version = ADAPTIVE_VERSION if self.adaptive_symbols else ZOOM_VERSION
         params = {
             "v": version,
             "quality": self.quality,
@@ -146,7 +157,8 @@ class PifsConfig:
     def from_params(cls, params: dict) -> "PifsConfig":
         """Validate a file's params (hostile input): FormatError on anything unexpected."""
         version = params.get("v")
-        if type(version) is not int or version not in (1, 2, RESIDUAL_VERSION, ZOOM_VERSION):  # not true or 1.0: one spelling per file
+        if type(version) is not int or version not in (1, 2, RESIDUAL_VERSION, ZOOM_VERSION,
+                                                                   ADAPTIVE_VERSION):  # not true or 1.0: one spelling per file
             raise FormatError(f"unsupported PIFS payload version {version!r}")
         expected = {"v", "quality", "blocks", "strides", "s_max", "s_levels", "mean_step", "steps"}
         if version >= 2:
@@ -186,6 +198,7 @@ class PifsConfig:
                 residual_chroma=params.get("res_c", 0),
                 residual_bias=params.get("res_bias", 0),
                 zoom_detail=params.get("zoom"),
+                adaptive_symbols=version >= ADAPTIVE_VERSION,
             )
         except ConfigurationError as exc:
             raise FormatError(f"invalid PIFS params: {exc}") from None
