@@ -46,13 +46,31 @@ def chunk_probabilities(counts: np.ndarray) -> np.ndarray:
     return (PRIOR_WEIGHT * counts + 1.0) / (PRIOR_WEIGHT * counts.sum() + counts.size)
 
 
+def chunk_spans(n: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of every chunk of an ``n``-symbol stream, in coding order."""
+    ends = chunk_ends(n)
+    return list(zip([0] + ends[:-1], ends))
+
+
+class LearntCounts:
+    """What an adaptive stream has seen so far: the model of its next chunk, updated chunk by chunk
+    (the encoder, the decoder and the cost estimate walk a stream with the same one)."""
+
+    def __init__(self, alphabet: int):
+        self.counts = np.zeros(alphabet, dtype=np.int64)
+
+    def probabilities(self) -> np.ndarray:
+        return chunk_probabilities(self.counts)
+
+    def add(self, part: np.ndarray) -> None:
+        self.counts += np.bincount(part, minlength=self.counts.size)
+
+
 def adaptive_cost_bits(symbols: np.ndarray, alphabet: int) -> float:
     """Ideal code length of ``symbols`` (int, in ``[0, alphabet)``) under the chunked model."""
-    counts = np.zeros(alphabet, dtype=np.int64)
-    bits, start = 0.0, 0
-    for end in chunk_ends(int(symbols.size)):
+    learnt, bits = LearntCounts(alphabet), 0.0
+    for start, end in chunk_spans(int(symbols.size)):
         part = symbols[start:end]
-        bits -= float(np.log2(chunk_probabilities(counts)[part]).sum())
-        counts += np.bincount(part, minlength=alphabet)
-        start = end
+        bits -= float(np.log2(learnt.probabilities()[part]).sum())
+        learnt.add(part)
     return bits

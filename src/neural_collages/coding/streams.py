@@ -85,7 +85,8 @@ encoding; that the counts sum to ``n``; that the word count matches the remainin
 (truncation, trailing bytes); that the words are not fewer than the announced symbols need
 (ideal bits of the stored histograms, ``log2(alphabet) - 1.5`` bits per uniform symbol, minus
 some slack -- so a crafted header cannot make it decode ``max_symbols`` symbols out of a handful
-of bytes; adaptive streams have no such bound and are limited by ``max_symbols`` alone); that split uniform values lie inside their alphabet; that every decoded categorical
+of bytes; adaptive streams have no such bound and are limited by ``max_symbols`` alone); that
+split uniform values lie inside their alphabet; that every decoded categorical
 stream has exactly the stored histogram; and that re-encoding the decoded symbols gives back
 exactly the stored words. Exceptions raised inside ``constriction`` (including Rust panics)
 become :class:`FormatError`. Time and memory are ``O(max_symbols + len(data))``: nothing read
@@ -117,7 +118,7 @@ import numpy as np
 
 from ..checks import is_int
 from ..errors import ConfigurationError, FormatError
-from .adaptive import MAX_ADAPTIVE_ALPHABET, adaptive_cost_bits, chunk_ends, chunk_probabilities
+from .adaptive import MAX_ADAPTIVE_ALPHABET, LearntCounts, adaptive_cost_bits, chunk_spans
 from .varints import ByteReader, put_varint, varint_length
 
 __all__ = [
@@ -252,7 +253,7 @@ def stream_cost_bits(spec: StreamSpec, values) -> float:
     if spec.kind == "categorical":
         return estimate_bits(np.bincount(sym, minlength=spec.alphabet))
     if spec.kind == "adaptive":
-        return adaptive_cost_bits(sym, spec.alphabet) if spec.alphabet > 1 else 0.0
+        return adaptive_cost_bits(sym, spec.alphabet)
     return float(sym.size * math.log2(spec.alphabet))
 
 
@@ -344,8 +345,11 @@ def encode_streams(specs: Sequence[StreamSpec], values: Mapping[str, np.ndarray]
                 encoder.encode(rank[sym], model.Categorical(probs, perfect=False))
         elif spec.kind == "adaptive":
             if spec.alphabet >= 2:
-                for part, m in _adaptive_chunks(sym.astype(np.int32), spec.alphabet, model):
-                    encoder.encode(part, m)
+                learnt = LearntCounts(spec.alphabet)
+                for start, end in chunk_spans(n):
+                    part = sym[start:end]
+                    encoder.encode(part.astype(np.int32), model.Categorical(learnt.probabilities(), perfect=False))
+                    learnt.add(part)
         elif spec.alphabet >= 2:
             if spec.alphabet <= _SINGLE_UNIFORM_MAX:
                 encoder.encode(sym.astype(np.int32), model.Uniform(spec.alphabet))
@@ -356,17 +360,6 @@ def encode_streams(specs: Sequence[StreamSpec], values: Mapping[str, np.ndarray]
     words = encoder.get_compressed().astype("<u4")
     put_varint(header, int(words.size))
     return bytes(header) + words.tobytes()
-
-
-def _adaptive_chunks(sym: np.ndarray, alphabet: int, model):
-    """``(chunk, model)`` pairs of an adaptive stream, in coding order (see ``adaptive.py``)."""
-    counts = np.zeros(alphabet, dtype=np.int64)
-    start = 0
-    for end in chunk_ends(int(sym.size)):
-        part = sym[start:end]
-        yield part, model.Categorical(chunk_probabilities(counts), perfect=False)
-        counts += np.bincount(part, minlength=alphabet)
-        start = end
 
 
 # --------------------------------------------------------------------------------------------
@@ -492,17 +485,15 @@ def _decode(specs: list[StreamSpec], data: bytes, max_symbols: int) -> dict[str,
         elif spec.kind == "adaptive":
             sym = np.zeros(n, dtype=np.int64)
             if spec.alphabet >= 2:
-                counts = np.zeros(spec.alphabet, dtype=np.int64)
-                start = 0
-                for end in chunk_ends(n):
-                    m = model.Categorical(chunk_probabilities(counts), perfect=False)
+                learnt = LearntCounts(spec.alphabet)
+                for start, end in chunk_spans(n):
+                    m = model.Categorical(learnt.probabilities(), perfect=False)
                     part = np.asarray(decoder.decode(m, end - start))
                     coded.append((part, m))
                     if part.shape != (end - start,) or part.min() < 0 or part.max() >= spec.alphabet:
                         raise FormatError(f"stream {spec.name!r}: decoded symbols out of range")
                     sym[start:end] = part
-                    counts += np.bincount(part, minlength=spec.alphabet)
-                    start = end
+                    learnt.add(part)
         elif spec.alphabet == 1:
             sym = np.zeros(n, dtype=np.int64)
         elif spec.alphabet <= _SINGLE_UNIFORM_MAX:

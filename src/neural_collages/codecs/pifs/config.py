@@ -17,6 +17,8 @@ PAYLOAD_VERSION = 5
 RESIDUAL_VERSION = 3
 ZOOM_VERSION = 4
 ADAPTIVE_VERSION = 5
+#: Every payload version this build reads.
+READABLE_VERSIONS = (1, 2, RESIDUAL_VERSION, ZOOM_VERSION, ADAPTIVE_VERSION)
 #: The zoom parameter the encoder writes: the share of fractal detail, in sixteenths (``zoom.py``).
 DEFAULT_ZOOM_DETAIL = 4
 NUM_ISOMETRIES = 8
@@ -109,7 +111,6 @@ class PifsConfig:
         if type(self.adaptive_symbols) is not bool:
             raise ConfigurationError(f"adaptive_symbols must be True or False, got {self.adaptive_symbols!r}")
 
-
     @property
     def lam(self) -> float:
         return QUALITY_LAMBDAS[self.quality]
@@ -157,8 +158,7 @@ class PifsConfig:
     def from_params(cls, params: dict) -> "PifsConfig":
         """Validate a file's params (hostile input): FormatError on anything unexpected."""
         version = params.get("v")
-        if type(version) is not int or version not in (1, 2, RESIDUAL_VERSION, ZOOM_VERSION,
-                                                                   ADAPTIVE_VERSION):  # not true or 1.0: one spelling per file
+        if type(version) is not int or version not in READABLE_VERSIONS:  # not true or 1.0: one spelling per file
             raise FormatError(f"unsupported PIFS payload version {version!r}")
         expected = {"v", "quality", "blocks", "strides", "s_max", "s_levels", "mean_step", "steps"}
         if version >= 2:
